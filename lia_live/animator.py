@@ -1,0 +1,108 @@
+"""Set the source once, step many: the per-session LIA state machine.
+
+>>> anim = Animator(load_generator("checkpoints/vox.pt"))
+>>> anim.set_source(portrait_rgb_uint8)        # encodes the source once
+>>> anim.set_reference(first_webcam_crop)     # relative motion (None → absolute)
+>>> out = anim.step(webcam_crop)              # RGB uint8, model size
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .backends import Backend, SourceState, create_backend
+from .errors import UserError
+from .imaging import from_tensor, to_tensor
+from .model import Generator
+
+
+class Animator:
+    """Animates one source portrait with driving frames.
+
+    Latent per frame (relative): ``w_src + α_src·Qᵀ + power · (α_t − α_ref)·Qᵀ`` — with power 1 this is
+    the official ``w_src + D(α_t) − D(α_ref) + D(α_src)``. Absolute (no reference): ``w_src + α_t·Qᵀ``.
+    """
+
+    def __init__(self, generator: Generator | Backend, *, backend: str = "eager", device: str = "cpu",
+                 precision: str = "fp32", motion_power: float = 1.0):
+        if isinstance(generator, Backend):
+            self.backend = generator
+        else:
+            self.backend = create_backend(backend, generator, device=device, precision=precision)
+        self.size = self.backend.config.size
+        self.device = self.backend.device
+        self.basis = self.backend.basis.to(self.device)  # (D, M)
+        self.motion_power = float(motion_power)
+        self.source: SourceState | None = None
+        self.alpha_ref: torch.Tensor | None = None
+        self.last_alpha: torch.Tensor | None = None
+
+    # ---- tensor level (batches) -------------------------------------------------------------
+    def set_source_tensor(self, img: torch.Tensor) -> SourceState:
+        """img (1 or B, 3, S, S) in [-1, 1]."""
+        self._check_tensor(img)
+        self.source = self.backend.encode_source(img.to(self.device))
+        return self.source
+
+    def motion(self, img: torch.Tensor) -> torch.Tensor:
+        """α (B, M) of driving images (B, 3, S, S) in [-1, 1]."""
+        self._check_tensor(img)
+        return self.backend.encode_motion(img.to(self.device))
+
+    def latent(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Latent (B, D) for motion ``alpha`` given the current source and reference."""
+        src = self._require_source()
+        if self.alpha_ref is None:
+            return src.latent + alpha @ self.basis.t()
+        delta = (alpha - self.alpha_ref) * self.motion_power
+        return src.latent + (src.alpha + delta) @ self.basis.t()
+
+    def render_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        src = self._require_source()
+        feats = src.feats
+        if latent.shape[0] != feats[0].shape[0]:
+            feats = [f.expand(latent.shape[0], -1, -1, -1) for f in feats]
+        return self.backend.synthesize(latent, feats)
+
+    def render(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, S, S), unclamped, for motion ``alpha``."""
+        self.last_alpha = alpha
+        return self.render_latent(self.latent(alpha))
+
+    def step_tensor(self, img: torch.Tensor) -> torch.Tensor:
+        return self.render(self.motion(img))
+
+    # ---- image level (RGB uint8) --------------------------------------------------------------
+    def set_source(self, image: np.ndarray) -> SourceState:
+        """Encode the source portrait (RGB uint8 H×W×3, resized to the model size if needed) once."""
+        return self.set_source_tensor(to_tensor(image, self.size))
+
+    def set_reference(self, frame: np.ndarray | torch.Tensor | None) -> None:
+        """Store α of ``frame`` as the reference pose (relative motion); ``None`` → absolute motion."""
+        if frame is None:
+            self.alpha_ref = None
+            return
+        if isinstance(frame, torch.Tensor) and frame.ndim == 2:
+            self.alpha_ref = frame.to(self.device, torch.float32)
+            return
+        t = frame if isinstance(frame, torch.Tensor) else to_tensor(frame, self.size)
+        self.alpha_ref = self.motion(t)
+
+    @property
+    def relative(self) -> bool:
+        return self.alpha_ref is not None
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """Animate the source with one driving frame (RGB uint8) → RGB uint8 at the model size."""
+        self._require_source()
+        return from_tensor(self.step_tensor(to_tensor(frame, self.size)))[0]
+
+    def _require_source(self) -> SourceState:
+        if self.source is None:
+            raise RuntimeError("Animator.set_source(image) must be called before step()/render()")
+        return self.source
+
+    def _check_tensor(self, img: torch.Tensor) -> None:
+        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.size or img.shape[3] != self.size:
+            raise UserError(f"expected images of shape (B, 3, {self.size}, {self.size}), got {tuple(img.shape)}")

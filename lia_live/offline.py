@@ -1,0 +1,110 @@
+"""The offline job behind ``lia-animate``: source + driving video → animated video / PNG frames."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .animator import Animator
+from .errors import UserError
+from .imaging import from_tensor
+from .io import open_frames, open_writer, read_image
+from .model.checkpoint import load_generator
+
+
+def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
+
+
+def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator[np.ndarray]:
+    if mode == "none":
+        yield from frames
+        return
+    try:
+        from .tracking import FaceCropper
+    except ImportError:
+        raise UserError("--crop auto is not available yet in this build; use --crop none") from None
+    cropper = FaceCropper(out_size=size)
+    for f in frames:
+        yield cropper.crop(f)
+
+
+def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
+    if mode == "none":
+        return image
+    try:
+        from .tracking import crop_portrait
+    except ImportError:
+        raise UserError("--source-crop auto is not available yet in this build; use --source-crop none") from None
+    return crop_portrait(image, size, name=name)
+
+
+def make_animator(cfg) -> Animator:
+    from .cli.common import resolve_checkpoint, resolve_device
+
+    device = resolve_device(cfg.device)
+    ckpt = resolve_checkpoint(str(cfg.checkpoint) if cfg.checkpoint else None)
+    gen = load_generator(ckpt, device=device)
+    return Animator(gen, backend=cfg.backend, device=device, precision=cfg.precision,
+                    motion_power=cfg.motion_power)
+
+
+def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps: int) -> Iterator[np.ndarray]:
+    """The official linear manipulation: latent = w + α_src·Qᵀ + a·q_K for a in linspace(lo, hi, steps)."""
+    m = anim.basis.shape[1]
+    if not 0 <= direction < m:
+        raise UserError(f"--manipulate must be a direction index in [0, {m - 1}], got {direction}")
+    src = anim.source
+    for a in np.linspace(lo, hi, steps):
+        latent = src.latent + src.alpha @ anim.basis.t() + float(a) * anim.basis[:, direction]
+        yield from_tensor(anim.render_latent(latent))[0]
+
+
+def run_animate(cfg) -> int:
+    """Run ``lia-animate``; returns the number of frames written."""
+    source = read_image(cfg.source, "source image")
+    anim = make_animator(cfg)
+    size = anim.size
+    anim.set_source(crop_source(source, cfg.source_crop, size, str(cfg.source)))
+    if cfg.manipulate is not None:
+        frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
+        writer = open_writer(cfg.output, cfg.fps or 10.0, overwrite=cfg.overwrite)
+        total = cfg.steps
+        drive = None
+    else:
+        drive = open_frames(cfg.driving, cfg.fps)
+        writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
+                             overwrite=cfg.overwrite)
+        total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+        frames = _animate_frames(anim, _crop_stream(iter(drive), cfg.crop, size), cfg.mode, cfg.max_frames)
+    try:
+        with torch.inference_mode():
+            for out in _progress(frames, total, cfg.progress, "lia-animate"):
+                writer.write(out)
+    except BaseException:
+        if writer.frames:
+            writer.close()  # keep what was rendered, finalised and playable
+        else:
+            writer.abort()
+        raise
+    writer.close()
+    if writer.frames == 0:
+        raise UserError(f"no frames could be read from {cfg.driving}")
+    return writer.frames
+
+
+def _animate_frames(anim: Animator, frames: Iterator[np.ndarray], mode: str,
+                    max_frames: int | None) -> Iterator[np.ndarray]:
+    for i, frame in enumerate(frames):
+        if max_frames is not None and i >= max_frames:
+            break
+        if i == 0:
+            anim.set_reference(frame if mode == "relative" else None)
+        yield anim.step(frame)
