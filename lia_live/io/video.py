@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -51,6 +52,8 @@ class FrameSource:
             first = read_image(self.files[0], "frame")
             self.height, self.width = first.shape[:2]
         elif self.path.is_file():
+            if not _pyav_can_decode(self.path):
+                raise UserError(f"cannot read video (not a video, or an unsupported codec): {self.path}")
             cap = cv2.VideoCapture(str(self.path))
             ok = cap.isOpened()
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
@@ -93,6 +96,17 @@ class FrameSource:
 
 def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
     return FrameSource(path, fps)
+
+
+def _pyav_can_decode(path: Path) -> bool:
+    """True when PyAV (quietly) finds a video stream; OpenCV would print FFmpeg noise on bad files."""
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            return len(c.streams.video) > 0
+    except Exception:  # PyAV raises many error types for foreign files: all mean "not a video"
+        return False
 
 
 def probe_audio(path: str | os.PathLike) -> bool:
@@ -141,6 +155,15 @@ class VideoWriter:
         s.pix_fmt = "yuv420p"
         s.options = {"crf": str(self.crf), "preset": "veryfast"}
         self._stream = s
+        self._audio = None
+        if self.audio_from is not None:
+            import av as _av
+
+            with _av.open(str(self.audio_from)) as src:
+                cc = src.streams.audio[0].codec_context
+                self._audio_rate, self._audio_layout = cc.sample_rate or 44100, cc.layout.name
+            self._audio = self._container.add_stream("aac", rate=self._audio_rate)
+            self._audio.layout = self._audio_layout
 
     def write(self, rgb: np.ndarray) -> None:
         import av
@@ -157,18 +180,23 @@ class VideoWriter:
         self.frames += 1
 
     def _copy_audio(self) -> None:
+        """Re-encode the audio of ``audio_from`` (up to the video's duration) into the output's AAC stream."""
         import av
 
-        duration = self.frames / self.fps
+        rate, a_out = self._audio_rate, self._audio
+        limit = self.frames / self.fps * rate
         with av.open(str(self.audio_from)) as src:
-            a_in = src.streams.audio[0]
-            a_out = self._container.add_stream("aac", rate=a_in.codec_context.sample_rate or 44100)
-            for frame in src.decode(a_in):
-                if frame.time is not None and frame.time > duration:
+            resampler = av.AudioResampler(format="fltp", layout=self._audio_layout, rate=rate)
+            written = 0
+            for frame in src.decode(src.streams.audio[0]):
+                if written >= limit:
                     break
-                frame.pts = None
-                for packet in a_out.encode(frame):
-                    self._container.mux(packet)
+                for rf in resampler.resample(frame):
+                    rf.pts = written
+                    rf.time_base = Fraction(1, rate)
+                    written += rf.samples
+                    for packet in a_out.encode(rf):
+                        self._container.mux(packet)
             for packet in a_out.encode(None):
                 self._container.mux(packet)
 
@@ -182,11 +210,11 @@ class VideoWriter:
             return None
         for packet in self._stream.encode(None):
             self._container.mux(packet)
-        if self.audio_from is not None:
+        if self._audio is not None:
             try:
                 self._copy_audio()
             except Exception as e:  # audio is a bonus: never lose the video over it
-                print(f"warning: could not copy audio from {self.audio_from}: {e}")
+                print(f"warning: could not copy audio from {self.audio_from}: {e}", file=sys.stderr)
         self._container.close()
         os.replace(self.tmp, self.path)
         return self.path
