@@ -216,6 +216,9 @@ class VideoWriter:
             except Exception as e:  # audio is a bonus: never lose the video over it
                 print(f"warning: could not copy audio from {self.audio_from}: {e}", file=sys.stderr)
         self._container.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(self.tmp, self.path)
         return self.path
 
