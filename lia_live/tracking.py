@@ -1,0 +1,305 @@
+"""Face tracking and VoxCeleb-style square crops (mediapipe face detection, One-Euro smoothing).
+
+The LIA vox model was trained on VoxCeleb crops: the whole head with a little of the shoulders. Measured on
+vox-cropped 256² frames (macron, mona_lisa, monroe, taylor), mediapipe's short-range detector box (side s,
+centre c) sits low in the frame: the crop side is ≈ 1.9·s and the crop centre is ≈ 0.22·s above c.
+``vox_box`` applies that rule; ``crop_square`` samples the square with an affine warp (replicated borders
+when the square leaves the image) and returns the 2×3 matrix, so the crop can be pasted back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+VOX_SCALE = 1.9  # crop side / detector box side
+VOX_SHIFT = 0.22  # crop centre is this many box sides above the detector box centre
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box in pixels: top-left (x, y), width, height, and the detector's score."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return self.x + self.w / 2, self.y + self.h / 2
+
+    @property
+    def side(self) -> float:
+        return max(self.w, self.h)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square region of an image: centre (cx, cy) and side, in pixels of that image."""
+
+    cx: float
+    cy: float
+    side: float
+
+    def matrix(self, out_size: int) -> np.ndarray:
+        """2×3 affine from image pixels to crop pixels (out_size²), pixel-centre convention."""
+        s = out_size / self.side
+        tx = out_size / 2 - s * self.cx
+        ty = out_size / 2 - s * self.cy
+        return np.array([[s, 0.0, tx], [0.0, s, ty]], dtype=np.float64)
+
+
+def vox_box(det: Detection, scale: float = VOX_SCALE, shift: float = VOX_SHIFT) -> CropBox:
+    """The VoxCeleb-style square for a detector box (see the module docstring for the rule)."""
+    cx, cy = det.center
+    s = det.side
+    return CropBox(cx, cy - shift * s, scale * s)
+
+
+def crop_square(image: np.ndarray, box: CropBox, out_size: int) -> np.ndarray:
+    """Sample ``box`` of an RGB image into an out_size² RGB image (borders replicated)."""
+    import cv2
+
+    m = box.matrix(out_size)
+    interp = cv2.INTER_AREA if box.side > out_size * 1.5 else cv2.INTER_LINEAR
+    if interp == cv2.INTER_AREA:
+        return _crop_area(image, box, out_size)
+    return cv2.warpAffine(image, m, (out_size, out_size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _crop_area(image: np.ndarray, box: CropBox, out_size: int) -> np.ndarray:
+    """Downscaling crop with an area filter: cut an integer-aligned padded window, then resize."""
+    import cv2
+
+    h, w = image.shape[:2]
+    half = box.side / 2
+    x0, y0 = int(math.floor(box.cx - half)), int(math.floor(box.cy - half))
+    n = int(math.ceil(box.side))
+    pad = max(0, -x0, -y0, x0 + n - w, y0 + n - h)
+    src = image
+    if pad:
+        src = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    window = src[y0 + pad: y0 + pad + n, x0 + pad: x0 + pad + n]
+    return cv2.resize(window, (out_size, out_size), interpolation=cv2.INTER_AREA)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence C-level stderr (mediapipe/TFLite print INFO/W0000 lines at graph start); Python
+    exceptions still propagate. Falls back to doing nothing where fd 2 cannot be redirected."""
+    try:
+        fd = sys.stderr.fileno()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no real fd (e.g. captured stderr): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+class FaceDetector:
+    """mediapipe's short-range BlazeFace (bundled with mediapipe 0.10.21, runs offline).
+
+    ``detect(rgb)`` returns the highest-scoring face or None. Call ``close()`` when done.
+    """
+
+    def __init__(self, min_confidence: float = 0.5, model_selection: int = 0):
+        try:
+            import mediapipe as mp
+            fd = mp.solutions.face_detection
+        except (ImportError, AttributeError) as e:
+            raise UserError("face tracking needs mediapipe==0.10.21 (the last release with the bundled "
+                            f"face models): pip install mediapipe==0.10.21 ({e})") from None
+        with _native_stderr_silenced():
+            self._fd = fd.FaceDetection(model_selection=model_selection, min_detection_confidence=min_confidence)
+        self._warm = False
+
+    def detect(self, image: np.ndarray) -> Detection | None:
+        h, w = image.shape[:2]
+        if self._warm:
+            res = self._fd.process(np.ascontiguousarray(image))
+        else:
+            with _native_stderr_silenced():
+                res = self._fd.process(np.ascontiguousarray(image))
+            self._warm = True
+        if not res.detections:
+            return None
+        best = max(res.detections, key=lambda d: d.score[0])
+        bb = best.location_data.relative_bounding_box
+        return Detection(bb.xmin * w, bb.ymin * h, bb.width * w, bb.height * h, float(best.score[0]))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            self._fd.close()
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+
+class OneEuroFilter:
+    """One-Euro filter (Casiez et al., CHI 2012) on a vector: smooth when still, responsive when moving.
+
+    ``min_cutoff`` (Hz) sets the jitter removal at rest; ``beta`` how fast the cutoff rises with speed.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x: np.ndarray | None = None
+        self.dx: np.ndarray | None = None
+        self.t: float | None = None
+
+    @staticmethod
+    def _alpha(cutoff: float, dt: float) -> float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def reset(self) -> None:
+        self.x = self.dx = self.t = None
+
+    def __call__(self, value, t: float) -> np.ndarray:
+        v = np.asarray(value, dtype=np.float64)
+        if self.x is None or self.t is None or t <= self.t:
+            if self.x is None or self.t is None:
+                self.x, self.dx, self.t = v.copy(), np.zeros_like(v), t
+            return self.x.copy()
+        dt = t - self.t
+        self.t = t
+        dx = (v - self.x) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.dx = self.dx + a_d * (dx - self.dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
+        a = 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff * dt))
+        self.x = self.x + a * (v - self.x)
+        return self.x.copy()
+
+
+@dataclass
+class TrackResult:
+    """What the tracker knows about one frame: the smoothed crop box (the last one while missing; None
+    before the first face), whether the face is there now (detected, or tracked between detections), and
+    whether the detector ran."""
+
+    box: CropBox | None
+    found: bool
+    detected: bool
+    frames_lost: int
+
+
+class FaceTracker:
+    """Detect every ``detect_every`` frames (every frame while lost), smooth the VoxCeleb square.
+
+    A miss gives ``found`` False (the caller holds its last motion) and keeps the last box; after ``hold``
+    consecutive misses the face counts as lost and the filter restarts on the next detection, so a
+    re-found face does not glide in from where it was lost.
+    """
+
+    def __init__(self, detect_every: int = 1, hold: int = 3, min_cutoff: float = 1.0, beta: float = 0.05,
+                 min_confidence: float = 0.5, detector: FaceDetector | None = None):
+        if detect_every < 1:
+            raise UserError(f"--detect-every must be >= 1, got {detect_every}")
+        self.detect_every = detect_every
+        self.hold = hold
+        self.detector = detector or FaceDetector(min_confidence=min_confidence)
+        self.filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
+        self.box: CropBox | None = None
+        self.misses = 0
+        self._since_detect = 0
+        self._frame = 0
+
+    def update(self, image: np.ndarray, t: float | None = None) -> TrackResult:
+        """Track one RGB frame; ``t`` is its time in seconds (default: frame index / 30)."""
+        t = self._frame / 30.0 if t is None else t
+        self._frame += 1
+        lost = self.box is None or self.misses >= self.hold
+        due = lost or self.misses > 0 or self._since_detect + 1 >= self.detect_every
+        if not due:
+            self._since_detect += 1
+            return TrackResult(self.box, True, False, 0)
+        self._since_detect = 0
+        det = self.detector.detect(image)
+        if det is None:
+            self.misses += 1
+            return TrackResult(self.box, False, True, self.misses)
+        raw = vox_box(det)
+        if lost:
+            self.filter.reset()
+        # Filter the side in log space so that zooming in and out are treated alike.
+        cx, cy, log_side = self.filter((raw.cx, raw.cy, math.log(raw.side)), t)
+        self.box = CropBox(float(cx), float(cy), float(math.exp(log_side)))
+        self.misses = 0
+        return TrackResult(self.box, True, True, 0)
+
+    def reset(self) -> None:
+        self.box = None
+        self.misses = 0
+        self.filter.reset()
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+class FaceCropper:
+    """Track a face through a stream and return VoxCeleb-style crops (out_size²).
+
+    Frames before the first detection are centre-cropped; a lost face keeps its last box.
+    """
+
+    def __init__(self, out_size: int = 256, detect_every: int = 1, tracker: FaceTracker | None = None):
+        self.out_size = out_size
+        self.tracker = tracker or FaceTracker(detect_every=detect_every)
+        self.last: TrackResult | None = None
+
+    def crop(self, image: np.ndarray, t: float | None = None) -> np.ndarray:
+        self.last = self.tracker.update(image, t)
+        box = self.last.box or center_box(image)
+        return crop_square(image, box, self.out_size)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+
+def center_box(image: np.ndarray) -> CropBox:
+    """The largest centred square of an image."""
+    h, w = image.shape[:2]
+    return CropBox(w / 2, h / 2, float(min(w, h)))
+
+
+def find_portrait_box(image: np.ndarray, name: str = "source") -> CropBox:
+    """The VoxCeleb square around the most confident face; UserError naming ``name`` if none."""
+    with FaceDetector() as det:
+        found = det.detect(image)
+    if found is None:
+        raise UserError(f"no face found in {name}; use a clear frontal portrait, or pass --source-crop none "
+                        f"if the image is already a head crop")
+    return vox_box(found)
+
+
+def crop_portrait_with_box(image: np.ndarray, size: int, name: str = "source") -> tuple[np.ndarray, CropBox]:
+    """Crop a portrait like the training data; returns (size² crop, its box in ``image`` pixels)."""
+    box = find_portrait_box(image, name)
+    return crop_square(image, box, size), box
+
+
+def crop_portrait(image: np.ndarray, size: int, name: str = "source") -> np.ndarray:
+    """Crop a portrait like the training data (size² RGB); UserError naming ``name`` when no face."""
+    return crop_portrait_with_box(image, size, name)[0]

@@ -1,0 +1,114 @@
+"""Face tracking: VoxCeleb-style framing, One-Euro smoothing, following a known path, losing the face."""
+
+import numpy as np
+import pytest
+
+from lia_live.errors import UserError
+from lia_live.tracking import (CropBox, Detection, FaceTracker, OneEuroFilter, crop_portrait,
+                               crop_portrait_with_box, crop_square, find_portrait_box, vox_box)
+from livedata import make_scene
+
+
+def test_vox_box_rule():
+    box = vox_box(Detection(x=100, y=200, w=50, h=50, score=0.9))
+    assert box.side == pytest.approx(1.9 * 50)
+    assert box.cx == pytest.approx(125)
+    assert box.cy == pytest.approx(225 - 0.22 * 50)
+
+
+def test_vox_crop_is_a_fixed_point(astronaut):
+    """Re-cropping a VoxCeleb-style crop must give (almost) the same square, as on real vox frames."""
+    crop, box = crop_portrait_with_box(astronaut, 256, "astronaut")
+    assert crop.shape == (256, 256, 3) and crop.dtype == np.uint8
+    # the head is inside, with room around it: the crop is much bigger than the detector box
+    assert 150 < box.side < 230, box
+    again = find_portrait_box(crop, "crop")
+    # the detector's box varies by a few % with scale (measured: centre (127, 116), side 273)
+    assert abs(again.cx - 128) < 8 and abs(again.cy - 128) < 16, again
+    assert again.side == pytest.approx(256, rel=0.1)
+
+
+def test_crop_square_matches_box_matrix(astronaut):
+    box = CropBox(225.0, 110.0, 180.0)
+    crop = crop_square(astronaut, box, 180)  # scale 1: a plain cut
+    x0, y0 = int(box.cx - 90), int(box.cy - 90)
+    diff = np.abs(crop.astype(int) - astronaut[y0:y0 + 180, x0:x0 + 180].astype(int))
+    assert diff.mean() < 2.0
+    small = crop_square(astronaut, box, 64)  # area-filtered path
+    big = crop_square(astronaut, box, 128)  # warp path
+    import cv2
+
+    assert np.abs(cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA).astype(int) - small).mean() < 4
+
+
+def test_no_face_names_file_and_suggests_none():
+    flat = np.full((200, 300, 3), 128, np.uint8)
+    with pytest.raises(UserError, match=r"no face found in me\.png.*--source-crop none"):
+        crop_portrait(flat, 64, name="me.png")
+
+
+def test_offline_hooks_use_tracking(astronaut):
+    from lia_live.offline import _crop_stream, crop_source
+
+    out = crop_source(astronaut, "auto", 64, "astro.png")
+    assert out.shape == (64, 64, 3)
+    frames = list(_crop_stream(iter([astronaut, astronaut]), "auto", 64))
+    assert len(frames) == 2 and all(f.shape == (64, 64, 3) for f in frames)
+    assert np.abs(frames[0].astype(int) - out).mean() < 3
+
+
+def test_one_euro_smooths_jitter_and_follows_steps():
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.05)
+    noisy = 100 + rng.normal(0, 3, 300)
+    out = np.array([f([v], i / 30)[0] for i, v in enumerate(noisy)])
+    assert out[50:].std() < 0.5 * noisy[50:].std()
+    f.reset()
+    step = [f([0.0 if i < 30 else 100.0], i / 30)[0] for i in range(90)]
+    assert step[29] == pytest.approx(0.0)
+    assert 0 < step[31] < 100 and abs(step[-1] - 100) < 1
+
+
+def _track(scene, detect_every):
+    tr = FaceTracker(detect_every=detect_every)
+    errors, found_in_gap, detections, refound = [], [], 0, None
+    gap_end = scene.gaps[0][1]
+    for i, frame in enumerate(scene.frames()):
+        r = tr.update(frame, i / scene.fps)
+        detections += r.detected
+        truth = scene.truth(i)
+        if truth is None:
+            found_in_gap.append(r.found)
+            continue
+        if i >= gap_end and refound is None and r.found and r.detected:
+            refound = i - gap_end
+        if r.found:
+            errors.append(np.hypot(r.box.cx - truth[0], r.box.cy - truth[1]))
+            assert r.box.side == pytest.approx(scene.crop_side, rel=0.12)
+    tr.close()
+    return np.array(errors), found_in_gap, detections, refound
+
+
+def test_crop_centre_follows_known_path(astronaut):
+    scene = make_scene(astronaut, n=150, gaps=((60, 80),))
+    errors, found_in_gap, detections, refound = _track(scene, detect_every=1)
+    print(f"crop-centre error over {len(errors)} frames: mean {errors.mean():.2f} px, "
+          f"p95 {np.percentile(errors, 95):.2f} px, max {errors.max():.2f} px (face box ≈ "
+          f"{scene.crop_side / 1.9:.0f} px)")
+    assert len(errors) == 130  # the face is tracked in every frame where it is visible
+    assert errors.mean() < 8 and np.percentile(errors, 95) < 15
+    assert not any(found_in_gap)  # a miss is reported at once
+    assert refound == 0  # re-detected on the first frame it is back
+
+
+def test_detect_every_n_runs_fewer_detections(astronaut):
+    scene = make_scene(astronaut, n=90, gaps=((45, 55),))
+    errors, _, detections, refound = _track(scene, detect_every=3)
+    assert detections < 0.6 * scene.n
+    assert errors.mean() < 12
+    assert refound == 0
+
+
+def test_detect_every_validated():
+    with pytest.raises(UserError, match="detect-every"):
+        FaceTracker(detect_every=0)
