@@ -1,0 +1,245 @@
+"""Typed training configuration, dataset presets and the command line that overrides every field.
+
+The defaults are the official LIA recipe (``shared/notes/lia-training-recipe.md`` §1): batch 64 over all
+GPUs, 800k iterations, Adam with StyleGAN2's lazy-regularisation scaling of the base lr 0.002
+(G: lr·4/5, betas (0, 0.99^(4/5)); D: lr·16/17, betas (0, 0.99^(16/17))), L1 + VGG19 pyramid (weight 10
+per layer) + non-saturating GAN, no R1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from lia_live.errors import UserError
+from lia_live.model import GeneratorConfig
+
+VGG_CHOICES = ("imagenet", "random", "none")
+AMP_CHOICES = ("none", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; saved as ``config.json`` in the run folder and in each checkpoint."""
+
+    preset: str = "vox"
+    data: str = ""
+    out: str = "runs/lia"
+    split: str = "train"
+    # generator / discriminator architecture
+    size: int = 256
+    style_dim: int = 512
+    motion_dim: int = 20
+    channel_multiplier: int = 1
+    channel_div: int = 1
+    d_channel_div: int = 1
+    stddev_group: int = 4
+    # optimisation
+    batch_size: int = 64
+    accum: int = 1
+    iters: int = 800_000
+    lr: float = 0.002
+    g_reg_every: int = 4
+    d_reg_every: int = 16
+    r1: float = 0.0
+    # losses
+    l1_weight: float = 1.0
+    vgg_weight: float = 10.0
+    gan_weight: float = 1.0
+    vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    vgg_weights: str = "imagenet"
+    # augmentation (same random parameters for source and driving)
+    crop: int = 0
+    flip: bool = False
+    jitter: float = 0.0
+    # run control
+    seed: int = 0
+    workers: int = 8
+    amp: str = "none"
+    device: str = "auto"
+    max_minutes: float = 0.0
+    save_every: int = 1000
+    keep: int = 5
+    log_every: int = 10
+    image_every: int = 5000
+    resume: str = ""
+    init: str = ""
+    progress: bool = True
+
+    # -- derived values -------------------------------------------------------------------------------
+    @property
+    def g_lr(self) -> float:
+        return self.lr * self.g_reg_every / (self.g_reg_every + 1)
+
+    @property
+    def d_lr(self) -> float:
+        return self.lr * self.d_reg_every / (self.d_reg_every + 1)
+
+    @property
+    def g_betas(self) -> tuple[float, float]:
+        return 0.0, 0.99 ** (self.g_reg_every / (self.g_reg_every + 1))
+
+    @property
+    def d_betas(self) -> tuple[float, float]:
+        return 0.0, 0.99 ** (self.d_reg_every / (self.d_reg_every + 1))
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(self.size, self.style_dim, self.motion_dim, self.channel_multiplier, self.channel_div)
+
+    def micro_batch(self, world_size: int) -> int:
+        """Images per forward pass on one rank: batch_size / (world_size · accum)."""
+        return self.batch_size // (world_size * self.accum)
+
+    def validate(self, world_size: int = 1) -> None:
+        """Raise UserError (one line) for values that cannot train."""
+        try:
+            self.generator_config()
+        except ValueError as e:
+            raise UserError(f"bad model size: {e}") from None
+        checks = [
+            (self.batch_size >= 1 and self.accum >= 1, "--batch-size and --accum must be >= 1"),
+            (self.batch_size % (world_size * self.accum) == 0,
+             f"--batch-size {self.batch_size} must be divisible by world size × accum = "
+             f"{world_size} × {self.accum}"),
+            (self.iters >= 1, "--iters must be >= 1"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.g_reg_every >= 1 and self.d_reg_every >= 1, "--g-reg-every / --d-reg-every must be >= 1"),
+            (self.d_channel_div >= 1 and self.stddev_group >= 1, "--d-channel-div / --stddev-group must be >= 1"),
+            (self.r1 >= 0, "--r1 must be >= 0"),
+            (min(self.l1_weight, self.vgg_weight, self.gan_weight) >= 0, "loss weights must be >= 0"),
+            (all(0 < s <= 1 for s in self.vgg_scales), "--vgg-scales must lie in (0, 1]"),
+            (all(float(1 / s).is_integer() for s in self.vgg_scales), "--vgg-scales must be 1/integer"),
+            (self.vgg_weights == "none" or self.size * min(self.vgg_scales) >= 16,
+             f"--vgg-scales: the smallest scale gives {self.size * min(self.vgg_scales):g} px; VGG19 up to "
+             f"relu5_1 needs >= 16 (drop small scales for --size {self.size})"),
+            (self.crop == 0 or 16 <= self.crop, "--crop must be 0 (off) or >= 16 pixels"),
+            (0 <= self.jitter <= 0.5, "--jitter must lie in [0, 0.5]"),
+            (self.amp in AMP_CHOICES, f"--amp must be one of {AMP_CHOICES}"),
+            (self.workers >= 0, "--workers must be >= 0"),
+            (self.max_minutes >= 0, "--max-minutes must be >= 0"),
+            (self.save_every >= 1 and self.keep >= 1, "--save-every and --keep must be >= 1"),
+            (self.log_every >= 1 and self.image_every >= 1, "--log-every and --image-every must be >= 1"),
+            (self.split in ("train", "test"), "--split must be train or test"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists for tuples), so it is JSON- and ``weights_only``-safe."""
+        d = asdict(self)
+        d["vgg_scales"] = list(self.vgg_scales)
+        return d
+
+    def resolved(self) -> dict[str, Any]:
+        """The config plus the values derived from it (what ``--dry-run`` prints)."""
+        return {**self.to_dict(), "derived": {"g_lr": self.g_lr, "g_betas": list(self.g_betas),
+                                              "d_lr": self.d_lr, "d_betas": list(self.d_betas)}}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # VoxCeleb (FOMM 256): no augmentation.
+    "vox": {},
+    # TaiChi-HD: random 224 crop (same for both frames, resized back) + flip + colour jitter 0.1.
+    "taichi": {"crop": 224, "flip": True, "jitter": 0.1},
+    # TED-talks (MRAA, frames resized 384 → 256): flip + colour jitter 0.1.
+    "ted": {"flip": True, "jitter": 0.1},
+    # Small model for CPU tests and smoke runs. The VGG perceptual term is off (a random VGG means
+    # nothing and VGG19 dominates the CPU time); turn it on with --vgg-weights random|imagenet|PATH.
+    # Without the perceptual term (≈ 200× mean feature error in the recipe) the GAN term would dominate
+    # the generator's gradient, so it is scaled down to 0.1.
+    "tiny": {"size": 64, "style_dim": 64, "motion_dim": 8, "channel_div": 8, "d_channel_div": 8,
+             "batch_size": 4, "iters": 200, "vgg_weights": "none", "gan_weight": 0.1, "workers": 0,
+             "save_every": 50,
+             "keep": 3, "log_every": 1, "image_every": 50},
+}
+
+
+def preset_config(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(TrainConfig(preset=name), **PRESETS[name])
+
+
+HELP = {
+    "preset": "dataset preset: vox, taichi, ted, or tiny (small CPU model)",
+    "data": "dataset root: ROOT/{train,test}/<video>/*.png or ROOT/{train,test}/<video>.mp4",
+    "out": "run folder (config.json, checkpoints/, tb/, losses.jsonl)",
+    "split": "which split of --data to train on",
+    "channel_div": "divide every generator channel count (small models)",
+    "d_channel_div": "divide every discriminator channel count",
+    "stddev_group": "minibatch-stddev group size in D (capped at the per-forward batch)",
+    "batch_size": "global batch over all ranks and accumulation steps",
+    "accum": "gradient-accumulation steps per iteration (small GPUs)",
+    "lr": "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every",
+    "r1": "R1 penalty weight on real images (0 = off, as upstream); applied every --d-reg-every steps",
+    "vgg_weights": "VGG19 for the perceptual loss: imagenet (torchvision download), PATH (a vgg19 state "
+                   "dict, offline), random (tests only), or none (no perceptual term)",
+    "vgg_scales": "image-pyramid scales of the perceptual loss",
+    "crop": "random square crop (pixels, before resizing to --size); 0 = off",
+    "jitter": "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
+    "workers": "DataLoader worker processes per rank",
+    "amp": "mixed precision: none or bf16 (autocast)",
+    "device": "auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)",
+    "max_minutes": "save and stop after this many minutes of training (0 = no limit; for job time limits)",
+    "save_every": "checkpoint every N iterations (and at exit)",
+    "keep": "how many checkpoints to keep",
+    "log_every": "TensorBoard scalars every N iterations",
+    "image_every": "TensorBoard image grid (source | driving | reconstruction) every N iterations",
+    "resume": "'auto' (newest checkpoint in --out) or a checkpoint path",
+    "init": "fine-tune from a checkpoint's gen (and dis, if present), e.g. an official vox.pt",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.run", description="Train LIA (official recipe), one or many GPUs.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
+    base = TrainConfig()
+    for f in fields(TrainConfig):
+        default = getattr(base, f.name)
+        kw: dict[str, Any] = {"help": HELP.get(f.name, f.name.replace("_", " ")) + f" (vox default: {default})"}
+        if isinstance(default, bool):
+            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(default, tuple):
+            p.add_argument(_flag(f.name), type=float, nargs="+", **kw)
+        else:
+            choices = {"preset": list(PRESETS), "amp": list(AMP_CHOICES), "split": ["train", "test"]}.get(f.name)
+            p.add_argument(_flag(f.name), type=type(default), choices=choices, **kw)
+    p.add_argument("--dry-run", action="store_true", default=False, help="print the resolved config and exit")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, set[str]]:
+    """(config, dry_run, names given on the command line). The preset fills the defaults first."""
+    ns = vars(build_parser().parse_args(argv))
+    dry_run = ns.pop("dry_run", False)
+    cfg = preset_config(ns.get("preset", "vox"))
+    for k, v in ns.items():
+        if k == "vgg_scales":
+            v = tuple(float(x) for x in v)
+        setattr(cfg, k, v)
+    return cfg, dry_run, set(ns)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig saved by ``to_dict`` (unknown keys are ignored, missing ones default)."""
+    names = {f.name for f in fields(TrainConfig)}
+    kw = {k: v for k, v in d.items() if k in names}
+    if "vgg_scales" in kw:
+        kw["vgg_scales"] = tuple(float(x) for x in kw["vgg_scales"])
+    return TrainConfig(**kw)
+
+
+def dumps(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.resolved(), indent=2, sort_keys=False)
+
+
+__all__ = ["TrainConfig", "PRESETS", "preset_config", "parse_args", "build_parser", "config_from_dict", "dumps"]

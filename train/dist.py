@@ -1,0 +1,109 @@
+"""Tiny distributed helpers: env defaults so plain ``python`` runs, print0, rank-0 writes, seeds per rank.
+
+``torchrun`` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; a plain ``python`` run gets
+a world of one and never initialises a process group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.distributed as tdist
+
+
+def rank() -> int:
+    return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def print0(*args, **kw) -> None:
+    """``print`` on rank 0 only (flushed)."""
+    if is_main():
+        print(*args, **kw, flush=True)
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def pick_device(name: str) -> torch.device:
+    """``cuda:LOCAL_RANK`` when CUDA is asked for (or auto and available), else CPU."""
+    from lia_live.errors import UserError
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
+        return torch.device("cuda", local)
+    if name != "cpu":
+        raise UserError(f"unknown --device {name!r}; use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def init(device: torch.device) -> None:
+    """Join the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
+    if env_world_size() <= 1 or tdist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def shutdown() -> None:
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        tdist.barrier()
+
+
+def all_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over ranks (a copy; the input is unchanged)."""
+    out = values.detach().clone()
+    if world_size() > 1:
+        tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+        out /= world_size()
+    return out
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any rank (used to stop all ranks together)."""
+    if world_size() <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def max_param_diff(module: torch.nn.Module) -> float:
+    """Largest |p_rank − p_rank0| over all parameters and ranks (0.0 on one process)."""
+    if world_size() <= 1:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])  # (P,)
+    ref = flat.clone()
+    tdist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)  # (1,)
+    tdist.all_reduce(diff, op=tdist.ReduceOp.MAX)
+    return float(diff.item())
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch (CPU and CUDA) with ``seed + rank`` so ranks draw different noise."""
+    torch.manual_seed(seed + rank())
+
+
+def eprint(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
