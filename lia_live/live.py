@@ -96,29 +96,43 @@ class SourceEntry:
 
 
 class StageTimer:
-    """Per-stage times: running totals for the whole run, and a bounded recent window (constant memory)."""
+    """Per-stage times: running totals for the whole run, and a bounded recent window (constant memory).
+
+    The first frame of each stage is kept apart (``first_frame_ms``): it holds one-off work such as
+    compiling a backend's graphs, which would otherwise dominate the run's means.
+    """
 
     def __init__(self, window: int = 120):
         self.total = {s: 0.0 for s in STAGES}
         self.count = {s: 0 for s in STAGES}
+        self.first: dict[str, float] = {}
         self.recent = {s: deque(maxlen=window) for s in STAGES}
         self.latency = deque(maxlen=window)
         self.latency_total = 0.0
+        self.latency_first: float | None = None
         self.frames = 0
         self.sent = 0
         self.no_face = 0
         self.start = time.perf_counter()
+        self.steady_start: float | None = None
         self._stamps: deque = deque(maxlen=window)
 
     def add(self, stage: str, seconds: float) -> None:
+        self.recent[stage].append(seconds)
+        if stage not in self.first:
+            self.first[stage] = seconds
+            return
         self.total[stage] += seconds
         self.count[stage] += 1
-        self.recent[stage].append(seconds)
 
     def frame_done(self, t_capture: float, t_sent: float) -> None:
         self.frames += 1
         self.latency.append(t_sent - t_capture)
-        self.latency_total += t_sent - t_capture
+        if self.latency_first is None:
+            self.latency_first = t_sent - t_capture
+            self.steady_start = t_sent
+        else:
+            self.latency_total += t_sent - t_capture
         self._stamps.append(t_sent)
 
     def fps(self) -> float:
@@ -130,12 +144,18 @@ class StageTimer:
         return {s: 1e3 * sum(v) / len(v) for s, v in self.recent.items() if v}
 
     def summary(self) -> dict:
-        elapsed = time.perf_counter() - self.start
+        """Whole-run figures; means, latency and ``steady_fps`` exclude the first (warm-up) frame."""
+        now = time.perf_counter()
+        elapsed = now - self.start
         mean = {s: 1e3 * self.total[s] / self.count[s] for s in STAGES if self.count[s]}
+        steady = self.frames - 1
+        steady_s = (self._stamps[-1] - self.steady_start) if steady > 0 and self.steady_start else 0.0
         return {"frames": self.frames, "frames_sent": self.sent, "frames_without_face": self.no_face,
                 "elapsed_s": round(elapsed, 3), "fps": round(self.frames / elapsed, 3) if elapsed > 0 else 0.0,
+                "steady_fps": round(steady / steady_s, 3) if steady_s > 0 else None,
                 "stage_ms_mean": {k: round(v, 3) for k, v in mean.items()},
-                "latency_ms_mean": round(1e3 * self.latency_total / self.frames, 3) if self.frames else None}
+                "first_frame_ms": {k: round(1e3 * v, 3) for k, v in self.first.items()},
+                "latency_ms_mean": round(1e3 * self.latency_total / steady, 3) if steady > 0 else None}
 
     def line(self) -> str:
         ms = self.recent_ms()

@@ -37,15 +37,17 @@ def make_inputs(n_frames: int = 90, fps: int = 15) -> tuple[Path, Path]:
         return src, drive
     from lia_live.io import VideoWriter
 
-    face = cv2.resize(portrait[:400, 56:456], (260, 260), interpolation=cv2.INTER_AREA)
+    # the head region (the face box is about 95 px in the 512² portrait) scaled so the face is ~130 px,
+    # a webcam-like size in a 640×480 frame
+    face = cv2.resize(portrait[:300, 80:380], (400, 400), interpolation=cv2.INTER_CUBIC)
     bg = np.full((480, 640, 3), (70, 90, 110), np.uint8)
     with VideoWriter(drive, fps) as w:
         for i in range(n_frames):
             t = i / n_frames * 2 * np.pi
-            cx, cy = 320 + 90 * np.sin(t), 240 + 30 * np.sin(2 * t)
-            angle, scale = 12 * np.sin(1.5 * t), 1.0 + 0.15 * np.cos(t)
-            m = cv2.getRotationMatrix2D((130, 130), angle, scale)
-            m[:, 2] += (cx - 130, cy - 130)
+            cx, cy = 320 + 70 * np.sin(t), 250 + 20 * np.sin(2 * t)
+            angle, scale = 10 * np.sin(1.5 * t), 1.0 + 0.1 * np.cos(t)
+            m = cv2.getRotationMatrix2D((200, 200), angle, scale)
+            m[:, 2] += (cx - 200, cy - 200)
             frame = cv2.warpAffine(face, m, (640, 480), dst=bg.copy(), borderMode=cv2.BORDER_TRANSPARENT)
             w.write(frame)
     return src, drive
