@@ -67,6 +67,14 @@ class BackendInfo:
     available: Callable[[torch.device], tuple[bool, str]]
     priority: int = 0  # higher wins for --backend auto
     precisions: tuple[str, ...] = field(default=PRECISIONS)
+    default_precision: str = "fp32"  # what the backend is meant to run at (tensorrt: fp16)
+    cpu_priority: int | None = None  # overrides ``priority`` for --backend auto on CPU devices
+
+    def rank(self, device: torch.device) -> int:
+        """Priority for ``auto`` on ``device``."""
+        if device.type == "cpu" and self.cpu_priority is not None:
+            return self.cpu_priority
+        return self.priority
 
 
 _REGISTRY: dict[str, BackendInfo] = {}
@@ -106,8 +114,13 @@ def resolve_backend_name(name: str, device: str | torch.device = "cpu") -> str:
             raise UserError(f"backend {name!r} is not available on {dev}: {why}")
         return name
     backend_names()
-    best = sorted((i for i in _REGISTRY.values() if i.available(dev)[0]), key=lambda i: -i.priority)
+    best = sorted((i for i in _REGISTRY.values() if i.available(dev)[0]), key=lambda i: -i.rank(dev))
     return best[0].name
+
+
+def default_precision(name: str, device: str | torch.device = "cpu") -> str:
+    """The precision a backend is meant to run at (after resolving 'auto')."""
+    return backend_info(resolve_backend_name(name, device)).default_precision
 
 
 def create_backend(name: str, generator: Generator, device: str | torch.device = "cpu",

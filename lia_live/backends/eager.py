@@ -1,33 +1,33 @@
-"""The reference backend: the PyTorch model as written, fp32 by default (fp16/bf16 optional)."""
+"""The reference backend: the PyTorch model as written, fp32 by default (fp16/bf16 optional).
+
+In fp16/bf16 a cast copy of the model runs the per-frame graphs (see ``graph.reduced_precision_copy``:
+ToFlow stays fp32; on CPU bf16 applies to the motion encoder only, via oneDNN's bf16 kernels on CPUs
+with avx512_bf16 / AMX). The source is always encoded in fp32.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from .base import Backend, BackendInfo, SourceState, register_backend
+from .base import BackendInfo, register_backend
+from .graph import GraphBackend, check_cpu_precision, reduced_precision_copy, synthesis_dtype
 
 
-class EagerBackend(Backend):
+class EagerBackend(GraphBackend):
     name = "eager"
+    static_batch = False
 
     def __init__(self, generator, device="cpu", precision="fp32"):
         super().__init__(generator, device, precision)
-        if self.dtype != torch.float32:
-            self.generator = self.generator.to(self.dtype)
+        # ``self.generator`` stays the fp32 reference; a cast copy runs reduced precisions.
+        check_cpu_precision(precision, self.device, self.name)
+        self.model = reduced_precision_copy(self.generator, self.dtype, synthesis_dtype(self.dtype, self.device))
 
-    @torch.no_grad()
-    def encode_source(self, img: torch.Tensor) -> SourceState:
-        wa, feats = self.generator.enc.net_app(img.to(self.device, self.dtype))
-        alpha = self.generator.enc.fc(wa)
-        return SourceState(wa.float(), list(feats), alpha.float())
+    def motion_fn(self, img: torch.Tensor) -> torch.Tensor:
+        return self.model.enc.enc_motion(img)  # (B, M)
 
-    @torch.no_grad()
-    def encode_motion(self, img: torch.Tensor) -> torch.Tensor:
-        return self.generator.enc.enc_motion(img.to(self.device, self.dtype)).float()
-
-    @torch.no_grad()
-    def synthesize(self, latent: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        return self.generator.dec.synthesize(latent.to(self.dtype), feats).float()
+    def synth_fn(self, latent: torch.Tensor, *feats: torch.Tensor) -> torch.Tensor:
+        return self.model.dec.synthesize(latent, list(feats))  # (B, 3, S, S)
 
 
 def _available(device: torch.device) -> tuple[bool, str]:

@@ -40,9 +40,11 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = x.reshape(b, c, h, 1, w, 1)
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(b, c, h * up, w * up)
-    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     kh, kw = kernel.shape
     weight = torch.flip(kernel, (0, 1)).to(x.dtype).expand(c, 1, kh, kw)
+    if pad[0] == pad[1]:  # symmetric: let the convolution pad (no padded copy of the input)
+        return F.conv2d(x, weight, stride=down, padding=pad[0], groups=c)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     return F.conv2d(x, weight, stride=down, groups=c)
 
 
@@ -198,7 +200,7 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        s = self.modulation(style)  # (B, Cin)
+        s = self.modulation(style.to(self.weight.dtype))  # (B, Cin); the latent may arrive in fp32
         weight = self.weight[0] * self.scale  # (Cout, Cin, k, k)
         x = x * s[:, :, None, None]
         if self.upsample:

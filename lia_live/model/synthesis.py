@@ -55,13 +55,17 @@ class ToFlow(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor,
                 skip: torch.Tensor | None = None):
-        out = self.conv(x, style) + self.bias  # (B, 3, H, W)
+        # The flow runs at this module's own precision: reduced-precision backends keep ToFlow in fp32,
+        # because a half-precision sampling grid is off by up to half a pixel at 256².
+        dtype = self.bias.dtype
+        out = self.conv(x.to(dtype), style.to(dtype)) + self.bias  # (B, 3, H, W)
         if skip is not None:
-            out = out + self.upsample(skip)
-        flow = torch.tanh(out[:, 0:2]).permute(0, 2, 3, 1) + self.grid  # (B, H, W, 2)
+            out = out + self.upsample(skip.to(dtype))
+        flow = torch.tanh(out[:, 0:2]).permute(0, 2, 3, 1) + self.grid.to(dtype)  # (B, H, W, 2)
         mask = torch.sigmoid(out[:, 2:3])  # (B, 1, H, W)
-        warped = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False) * mask
-        return warped, warped + x * (1.0 - mask), out
+        warped = F.grid_sample(feat.to(dtype), flow, mode="bilinear", padding_mode="zeros",
+                               align_corners=False) * mask
+        return warped.to(x.dtype), (warped + x.to(dtype) * (1.0 - mask)).to(x.dtype), out
 
 
 class Synthesis(nn.Module):

@@ -1,0 +1,119 @@
+"""Shared base for backends that run the two exported per-frame graphs on some engine.
+
+The source portrait is encoded once with the fp32 eager encoder (it is not per-frame work); the
+per-frame motion encoder and synthesis run on the engine. Subclasses set ``self.motion_fn`` and
+``self.synth_fn`` (tensor in, tensor out, on the backend's device). Images go in at the backend's
+dtype; the latent and the cached source features stay fp32 (the flow and warp run in fp32).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Callable
+
+import torch
+
+from ..model import Generator
+from ..errors import UserError
+from .base import Backend, SourceState
+from .engines import Check, check_output, synthetic_face
+
+
+def synthesis_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The synthesis graph's dtype for a backend running at ``dtype`` on ``device``.
+
+    On CPU the synthesis stays fp32 in bf16 mode: measured here it is no faster in bf16 under oneDNN,
+    and its flow fields lose accuracy through twelve bf16 layers. The motion encoder does gain.
+    """
+    return torch.float32 if device.type == "cpu" else dtype
+
+
+def reduced_precision_copy(generator: Generator, motion_dtype: torch.dtype,
+                           synth_dtype: torch.dtype | None = None) -> Generator:
+    """A copy with the encoder in ``motion_dtype`` and the decoder in ``synth_dtype`` (default: the same).
+
+    The ToFlow layers (flow conv, grid, warp) always stay fp32: in half precision the sampling grid
+    and the 1×1 flow conv are off by up to half a pixel at 256². ``generator`` itself is returned
+    when everything is fp32.
+    """
+    synth_dtype = motion_dtype if synth_dtype is None else synth_dtype
+    if motion_dtype == torch.float32 and synth_dtype == torch.float32:
+        return generator
+    model = copy.deepcopy(generator)
+    model.enc.to(motion_dtype)
+    model.dec.to(synth_dtype)
+    for to_flow in model.dec.to_flows:
+        to_flow.float()
+    return model
+
+
+def check_cpu_precision(precision: str, device: torch.device, backend: str) -> None:
+    """fp16 on CPU has no fast kernels (minutes per frame): refuse it with a clear message."""
+    if device.type == "cpu" and precision == "fp16":
+        raise UserError(f"{backend}: fp16 is not supported on CPU (no fast fp16 kernels); "
+                        f"use --precision bf16 or fp32")
+
+
+def log(msg: str) -> None:
+    """Progress and warnings from engine builders go to stderr, one line each."""
+    print(f"lia-live: {msg}", file=sys.stderr, flush=True)
+
+
+class GraphBackend(Backend):
+    """Backend running ``MotionEncoderGraph`` / ``SynthesisGraph`` through ``motion_fn`` / ``synth_fn``."""
+
+    motion_fn: Callable[[torch.Tensor], torch.Tensor]
+    synth_fn: Callable[..., torch.Tensor]
+    static_batch = True  # graphs built for batch 1: larger batches run sample by sample
+
+    def __init__(self, generator: Generator, device="cpu", precision="fp32"):
+        super().__init__(generator, device, precision)
+        self.validated: list[Check] | None = None
+
+    @torch.no_grad()
+    def encode_source(self, img: torch.Tensor) -> SourceState:
+        wa, feats = self.generator.enc.net_app(img.to(self.device, torch.float32))
+        alpha = self.generator.enc.fc(wa)  # (B, M)
+        return SourceState(wa.float(), list(feats), alpha.float())  # feats stay fp32: only ToFlow reads them
+
+    @torch.no_grad()
+    def encode_motion(self, img: torch.Tensor) -> torch.Tensor:
+        if self.static_batch and img.shape[0] > 1:
+            return torch.cat([self.encode_motion(x[None]) for x in img])
+        return self.motion_fn(img.to(self.device, self.dtype)).float()  # (B, M)
+
+    @torch.no_grad()
+    def synthesize(self, latent: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        if self.static_batch and latent.shape[0] > 1:
+            return torch.cat([self.synthesize(latent[i:i + 1], [f[i:i + 1] for f in feats])
+                              for i in range(latent.shape[0])])
+        return self.synth_fn(latent.to(self.device, torch.float32), *feats).float()  # (B, 3, S, S)
+
+    def warmup(self, iters: int = 2) -> None:
+        """Run both graphs on a test card (triggers lazy compilation)."""
+        img = synthetic_face(self.config.size).to(self.device)
+        src = self.encode_source(img)
+        for _ in range(iters):
+            self.synthesize(src.latent + self.encode_motion(img) @ self.basis.to(self.device).t(), src.feats)
+
+    @torch.no_grad()
+    def validate(self, image: torch.Tensor | None = None) -> list[Check]:
+        """Compare both graphs with the fp32 eager model on a real input (a photo; a test card if None).
+
+        Motion: α of ``image``; synthesis: the source latent moved by α of the horizontally flipped
+        image, with the source's own features — a realistic, non-identity frame.
+        """
+        img = synthetic_face(self.config.size) if image is None else image[:1]
+        img = img.to(self.device, torch.float32)
+        enc = self.generator.enc
+        wa, feats = enc.net_app(img)
+        drv = torch.flip(img, dims=(3,))
+        want_alpha = enc.fc(enc.net_app(drv)[0])  # (1, M)
+        latent = wa + want_alpha @ self.basis.to(self.device).t()  # (1, D)
+        want_img = self.generator.dec.synthesize(latent, feats)  # (1, 3, S, S)
+        got_alpha = self.encode_motion(drv)
+        got_img = self.synthesize(latent, feats)
+        self.validated = [check_output("motion encoder", got_alpha, want_alpha, self.precision, image=False),
+                          check_output("synthesis", got_img, want_img, self.precision)]
+        return self.validated
