@@ -25,7 +25,7 @@ class Animator:
     """
 
     def __init__(self, generator: Generator | Backend, *, backend: str = "eager", device: str = "cpu",
-                 precision: str = "fp32", motion_power: float = 1.0):
+                 precision: str | None = None, motion_power: float = 1.0):
         if isinstance(generator, Backend):
             self.backend = generator
         else:

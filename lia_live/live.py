@@ -42,7 +42,7 @@ class LiveConfig:
     checkpoint: Path | None = None
     backend: str = "auto"
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str | None = None
     mode: str = "relative"
     motion_power: float = 1.0
     source_crop: str = "auto"
@@ -371,7 +371,7 @@ def make_animator(cfg: LiveConfig) -> Animator:
     gen = load_generator(ckpt, device=device)
     anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=cfg.motion_power)
     log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.describe()} | device {device} | "
-        f"precision {cfg.precision}")
+        f"precision {anim.backend.precision}")
     if anim.device.type == "cpu" and torch.cuda.is_available():
         log(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
             f"pass --device cuda (or auto) for real-time speed")

@@ -27,10 +27,8 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator
     if mode == "none":
         yield from frames
         return
-    try:
-        from .tracking import FaceCropper
-    except ImportError:
-        raise UserError("--crop auto is not available yet in this build; use --crop none") from None
+    from .tracking import FaceCropper
+
     cropper = FaceCropper(out_size=size)
     for f in frames:
         yield cropper.crop(f)
@@ -39,10 +37,8 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
     if mode == "none":
         return image
-    try:
-        from .tracking import crop_portrait
-    except ImportError:
-        raise UserError("--source-crop auto is not available yet in this build; use --source-crop none") from None
+    from .tracking import crop_portrait
+
     return crop_portrait(image, size, name=name)
 
 
@@ -52,8 +48,10 @@ def make_animator(cfg) -> Animator:
     device = resolve_device(cfg.device)
     ckpt = resolve_checkpoint(str(cfg.checkpoint) if cfg.checkpoint else None)
     gen = load_generator(ckpt, device=device)
-    return Animator(gen, backend=cfg.backend, device=device, precision=cfg.precision,
+    anim = Animator(gen, backend=cfg.backend, device=device, precision=cfg.precision,
                     motion_power=cfg.motion_power)
+    print(f"lia-animate: model {ckpt} ({anim.size}²) | backend {anim.backend.describe()}", file=sys.stderr)
+    return anim
 
 
 def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps: int) -> Iterator[np.ndarray]:
@@ -68,23 +66,26 @@ def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps
 
 
 def run_animate(cfg) -> int:
-    """Run ``lia-animate``; returns the number of frames written."""
+    """Run ``lia-animate``; returns the number of frames written.
+
+    Inputs and the output path are checked before the model is loaded, so a typo fails at once.
+    """
     source = read_image(cfg.source, "source image")
-    anim = make_animator(cfg)
-    size = anim.size
-    anim.set_source(crop_source(source, cfg.source_crop, size, str(cfg.source)))
-    if cfg.manipulate is not None:
-        frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
+    drive = None if cfg.manipulate is not None else open_frames(cfg.driving, cfg.fps)
+    if drive is None:
         writer = open_writer(cfg.output, cfg.fps or 10.0, overwrite=cfg.overwrite)
-        total = cfg.steps
-        drive = None
     else:
-        drive = open_frames(cfg.driving, cfg.fps)
         writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
                              overwrite=cfg.overwrite)
-        total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-        frames = _animate_frames(anim, _crop_stream(iter(drive), cfg.crop, size), cfg.mode, cfg.max_frames)
     try:
+        anim = make_animator(cfg)
+        anim.set_source(crop_source(source, cfg.source_crop, anim.size, str(cfg.source)))
+        if drive is None:
+            frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
+            total = cfg.steps
+        else:
+            total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+            frames = _animate_frames(anim, _crop_stream(iter(drive), cfg.crop, anim.size), cfg.mode, cfg.max_frames)
         with torch.inference_mode():
             for out in _progress(frames, total, cfg.progress, "lia-animate"):
                 writer.write(out)

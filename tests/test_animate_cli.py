@@ -29,7 +29,9 @@ def inputs(tmp_path, tiny_generator, astronaut):
 
 
 def animate(*args):
-    return subprocess.run([sys.executable, "-m", "lia_live.cli.animate", "--no-progress", *map(str, args)],
+    """Run lia-animate (eager backend unless the test names another: argparse keeps the last)."""
+    return subprocess.run([sys.executable, "-m", "lia_live.cli.animate", "--no-progress", "--backend", "eager",
+                           *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
@@ -60,6 +62,20 @@ def test_frame_folder_to_png_dir_matches_animator(inputs, tiny_generator, astron
     want = anim.step(frame)
     got = cv2.cvtColor(cv2.imread(str(files[3])), cv2.COLOR_BGR2RGB)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_auto_backend_is_announced_and_matches_eager(inputs):
+    outs = {}
+    for backend in ("eager", "auto"):
+        outs[backend] = inputs["tmp"] / f"b_{backend}"
+        r = animate("--source", inputs["src"], "--driving", inputs["folder"], "--checkpoint", inputs["ck"],
+                    "--output", outs[backend], "--max-frames", "3", "--backend", backend)
+        assert r.returncode == 0, r.stderr
+        assert "backend " in r.stderr
+    a = [cv2.imread(str(p)).astype(int) for p in sorted(outs["eager"].iterdir())]
+    b = [cv2.imread(str(p)).astype(int) for p in sorted(outs["auto"].iterdir())]
+    assert len(a) == len(b) == 3
+    assert max(np.abs(x - y).max() for x, y in zip(a, b)) <= 1
 
 
 def test_relative_and_absolute_differ_and_first_relative_frame_has_no_motion(inputs):

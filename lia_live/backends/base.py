@@ -124,9 +124,11 @@ def default_precision(name: str, device: str | torch.device = "cpu") -> str:
 
 
 def create_backend(name: str, generator: Generator, device: str | torch.device = "cpu",
-                   precision: str = "fp32", **kw) -> Backend:
+                   precision: str | None = None, **kw) -> Backend:
+    """Build backend ``name`` ('auto' resolved); ``precision=None`` → the backend's default (fp16 for tensorrt)."""
     name = resolve_backend_name(name, device)
     info = backend_info(name)
+    precision = precision or info.default_precision
     if precision not in info.precisions:
         raise UserError(f"backend {name!r} does not support precision {precision!r} "
                         f"(supports {', '.join(info.precisions)})")

@@ -20,8 +20,8 @@ class AnimateConfig:
     crop: str = "none"
     source_crop: str = "none"
     device: str = "auto"
-    backend: str = "eager"
-    precision: str = "fp32"
+    backend: str = "auto"
+    precision: str | None = None
     fps: float | None = None
     max_frames: int | None = None
     motion_power: float = 1.0
@@ -48,8 +48,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--source-crop", choices=("auto", "none"), default="none",
                    help="source portrait: 'auto' crops the face like the training data")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--backend", default="eager", help="inference backend (see 'lia-live backends')")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--backend", default="auto",
+                   help="inference backend: auto (fastest available), eager, compile, onnxruntime, tensorrt "
+                        "(see 'lia-live backends')")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
     p.add_argument("--fps", type=float, help="fps of a frame folder / override the output fps")
     p.add_argument("--max-frames", type=int, help="stop after this many driving frames")
     p.add_argument("--motion-power", type=float, default=1.0, help="scale of relative motion (0-2)")

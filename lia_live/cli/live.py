@@ -45,7 +45,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--backend", default="auto", help="inference backend (auto = fastest available; "
                    "see 'lia-live backends')")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
     g = p.add_argument_group("input")
     g.add_argument("--driving", default="0", help="camera index, stream URL, video file or frame folder")
     g.add_argument("--camera-size", type=_size, default=(1280, 720), metavar="WxH",

@@ -248,6 +248,7 @@ class PngDirWriter:
                 raise UserError(f"output exists and is not a folder: {self.path}")
             if any(self.path.iterdir()) and not overwrite:
                 raise UserError(f"output folder is not empty: {self.path} (choose another or pass --overwrite)")
+        self.created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self.frames = 0
 
@@ -261,7 +262,9 @@ class PngDirWriter:
         return self.path
 
     def abort(self) -> None:
-        pass
+        """Remove the folder again if this writer created it and wrote nothing."""
+        if self.created and self.frames == 0 and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def __enter__(self):
         return self
