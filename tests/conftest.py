@@ -11,6 +11,15 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 from reference import reference_arrays, seeded_params  # noqa: E402
 
 
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread: on a busy 2-core box OpenMP stalls cost far more than a second thread saves."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def ref():
     return reference_arrays()

@@ -20,13 +20,7 @@ COMBOS = [("eager", "fp32", "tiny"), ("eager", "bf16", "ref"), ("onnxruntime", "
           ("tensorrt", "fp32", "ref")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box OpenMP stalls under load cost far more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +32,9 @@ def engine_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def seeded_tiny(tiny_config):
     """The tiny model initialised with the reference fixture's recipe (so its images look like the 256's)."""
-    from lia_live.model import Generator
+    from lia_live.bench import seeded_generator
 
-    gen = Generator.from_config(tiny_config)
-    g = torch.Generator().manual_seed(7)
-    params = {}
-    for key, v in gen.named_parameters():
-        z = torch.randn(v.shape, generator=g)
-        z = 1 + 0.1 * z if key.endswith("modulation.bias") else 0.1 * z if key.endswith("bias") else z
-        params[key] = z * 0.1 if "to_flows" in key and "modulation" not in key else z
-    gen.load_state_dict({**gen.state_dict(), **params}, strict=True)
-    return gen.eval()
+    return seeded_generator(tiny_config, seed=7)
 
 
 def _frame(backend, source, driving):

@@ -15,12 +15,7 @@ from lia_live.model.checkpoint import save_generator
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs on a shared 2-core box: one intra-op thread avoids OpenMP stalls under load."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

@@ -9,13 +9,7 @@ from lia_live.export import MotionEncoderGraph, SynthesisGraph, export_onnx, exp
 from lia_live.imaging import to_tensor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box OpenMP stalls under load cost far more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

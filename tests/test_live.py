@@ -18,13 +18,8 @@ from livedata import count_video_frames, make_scene, register_fake_vcam, write_v
 N_FRAMES, GAP = 75, (35, 50)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """mediapipe's threads + two OpenMP threads oversubscribe a 2-core CI box (measured 5-10× slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# mediapipe's threads + two OpenMP threads oversubscribe a 2-core box (measured 5-10× slower)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
