@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .common import ArgumentParser, resolve_checkpoint, resolve_device, user_errors
+from .common import ArgumentParser, positive_float, user_errors
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def build_parser() -> ArgumentParser:
                    help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
     p.add_argument("--fps", type=float, help="fps of a frame folder / override the output fps")
     p.add_argument("--max-frames", type=int, help="stop after this many driving frames")
-    p.add_argument("--motion-power", type=float, default=1.0, help="scale of relative motion (0-2)")
+    p.add_argument("--motion-power", type=positive_float(0, 2), default=1.0, help="scale of relative motion (0-2)")
     p.add_argument("--manipulate", type=int, metavar="K",
                    help="instead of driving: walk the source along motion direction K (official linear manipulation)")
     p.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
@@ -70,8 +70,6 @@ def parse_config(argv=None) -> AnimateConfig:
     a = build_parser().parse_args(argv)
     if a.manipulate is None and a.driving is None:
         raise UserError("give --driving VIDEO_OR_FRAME_DIR (or --manipulate K)")
-    if not 0 <= a.motion_power <= 2:
-        raise UserError(f"--motion-power must be within [0, 2], got {a.motion_power}")
     if a.steps < 1:
         raise UserError("--steps must be >= 1")
     return AnimateConfig(source=a.source, driving=a.driving, checkpoint=a.checkpoint, output=a.output,

@@ -1,7 +1,5 @@
 """Reading images / videos / frame folders and writing mp4 or PNG sequences."""
 
-from .video import (FrameSource, PngDirWriter, VideoWriter, is_video_path, open_frames, open_writer,
-                    read_image)
+from .video import FrameSource, PngDirWriter, VideoWriter, open_frames, open_writer, read_image
 
-__all__ = ["FrameSource", "PngDirWriter", "VideoWriter", "is_video_path", "open_frames", "open_writer",
-           "read_image"]
+__all__ = ["FrameSource", "PngDirWriter", "VideoWriter", "open_frames", "open_writer", "read_image"]

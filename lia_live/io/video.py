@@ -17,10 +17,6 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg"}
 
 
-def is_video_path(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTS
-
-
 def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     """RGB uint8 H×W×3; UserError naming the file if it is missing or not an image."""
     import cv2

@@ -34,10 +34,6 @@ VERSION = 1
 SAFE_GLOBALS = [argparse.Namespace]
 
 
-def _describe(path: Path) -> str:
-    return str(path)
-
-
 def torch_load_safe(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` allowing only ``argparse.Namespace`` beyond plain types.
 
