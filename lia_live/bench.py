@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 @user_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lia-live bench`` and ``scripts/bench.py``; returns the exit code."""
-    from .cli.common import resolve_device
+    from .runtime import resolve_device
 
     args = build_parser().parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.naive_frames < 0 or args.rounds < 1:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -25,12 +23,11 @@ import torch
 
 from .animator import Animator
 from .errors import UserError
+from .log import log
+from .runtime import ModelConfig, make_animator
+from .signals import Stopper
 
 STAGES = ("capture", "track", "preprocess", "motion", "synthesis", "compose", "send")
-
-
-def log(msg: str) -> None:
-    print(f"lia-live: {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -359,23 +356,9 @@ def load_sources(paths, size: int, crop_mode: str) -> list[SourceEntry]:
     return out
 
 
-def make_animator(cfg: LiveConfig) -> Animator:
-    """Load the checkpoint on the resolved device and backend; say loudly what is used."""
-    from .backends import resolve_backend_name
-    from .cli.common import resolve_checkpoint, resolve_device
-    from .model.checkpoint import load_generator
-
-    device = resolve_device(cfg.device)
-    ckpt = resolve_checkpoint(str(cfg.checkpoint) if cfg.checkpoint else None)
-    backend = resolve_backend_name(cfg.backend, device)
-    gen = load_generator(ckpt, device=device)
-    anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=cfg.motion_power)
-    log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.describe()} | device {device} | "
-        f"precision {anim.backend.precision}")
-    if anim.device.type == "cpu" and torch.cuda.is_available():
-        log(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
-            f"pass --device cuda (or auto) for real-time speed")
-    elif anim.device.type == "cpu":
+def _make_animator(cfg: LiveConfig) -> Animator:
+    anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision), cfg.motion_power)
+    if anim.device.type == "cpu":
         log("running on the CPU: expect a few frames per second")
     return anim
 
@@ -401,30 +384,6 @@ def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
     return outputs
 
 
-class _Stopper:
-    """SIGTERM (and SIGINT) → stop the loop after the current frame; restores the old handlers on exit."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self._old: dict = {}
-
-    def _handler(self, signum, _frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt  # second signal: stop now
-        self.stop.set()
-        log(f"{signal.Signals(signum).name}: finishing the current frame and shutting down")
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *_):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def run_live(cfg: LiveConfig, capture=None, animator: Animator | None = None, tracker=None,
              window=None) -> dict:
     """Run the live loop until the input ends, 'q', a window close, Ctrl-C or SIGTERM; returns the stats
@@ -441,7 +400,7 @@ def run_live(cfg: LiveConfig, capture=None, animator: Animator | None = None, tr
         raise UserError(f"output already exists: {cfg.output} (choose another name or pass --overwrite)")
     if cfg.stats_json is not None and not Path(cfg.stats_json).parent.is_dir():
         raise UserError(f"--stats-json: folder does not exist: {Path(cfg.stats_json).parent}")
-    anim = animator or make_animator(cfg)
+    anim = animator or _make_animator(cfg)
     sources = load_sources(cfg.sources, anim.size, cfg.source_crop)
     settings = CameraSettings(width=cfg.camera_width, height=cfg.camera_height,
                               fps=cfg.camera_fps or cfg.fps, fps_forced=cfg.camera_fps is not None, mjpg=cfg.mjpg)
@@ -470,7 +429,7 @@ def run_live(cfg: LiveConfig, capture=None, animator: Animator | None = None, tr
                               mode=cfg.mode, motion_power=cfg.motion_power, ease_seconds=cfg.ease_seconds,
                               timer=timer)
         log(HOTKEY_HELP if window is not None else "hotkeys need --preview (the window receives the keys)")
-        with _Stopper() as stopper, torch.inference_mode():
+        with Stopper() as stopper, torch.inference_mode():
             _loop(cfg, session, cap, outputs, window, stopper.stop)
     except KeyboardInterrupt:
         log("interrupted; shutting down")

@@ -12,7 +12,7 @@ from .animator import Animator
 from .errors import UserError
 from .imaging import from_tensor
 from .io import open_frames, open_writer, read_image
-from .model.checkpoint import load_generator
+from .runtime import ModelConfig, make_animator
 
 
 def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
@@ -42,18 +42,6 @@ def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -
     return crop_portrait(image, size, name=name)
 
 
-def make_animator(cfg) -> Animator:
-    from .cli.common import resolve_checkpoint, resolve_device
-
-    device = resolve_device(cfg.device)
-    ckpt = resolve_checkpoint(str(cfg.checkpoint) if cfg.checkpoint else None)
-    gen = load_generator(ckpt, device=device)
-    anim = Animator(gen, backend=cfg.backend, device=device, precision=cfg.precision,
-                    motion_power=cfg.motion_power)
-    print(f"lia-animate: model {ckpt} ({anim.size}²) | backend {anim.backend.describe()}", file=sys.stderr)
-    return anim
-
-
 def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps: int) -> Iterator[np.ndarray]:
     """The official linear manipulation: latent = w + α_src·Qᵀ + a·q_K for a in linspace(lo, hi, steps)."""
     m = anim.basis.shape[1]
@@ -78,7 +66,8 @@ def run_animate(cfg) -> int:
         writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
                              overwrite=cfg.overwrite)
     try:
-        anim = make_animator(cfg)
+        anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision),
+                             cfg.motion_power)
         anim.set_source(crop_source(source, cfg.source_crop, anim.size, str(cfg.source)))
         if drive is None:
             frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lia_live.cli.common import ArgumentParser, resolve_checkpoint, resolve_device, user_errors  # noqa: E402
+from lia_live.cli.common import ArgumentParser, user_errors  # noqa: E402
+from lia_live.runtime import resolve_checkpoint, resolve_device  # noqa: E402
 from lia_live.errors import UserError  # noqa: E402
 
 PROG = "build_engines"

@@ -59,7 +59,7 @@ def run(cmd: list[str]) -> int:
 
 
 def main() -> int:
-    from lia_live.cli.common import resolve_checkpoint
+    from lia_live.runtime import resolve_checkpoint
     from lia_live.errors import UserError
 
     try:

@@ -137,9 +137,9 @@ def test_user_errors_are_one_line_exit_2(inputs, case, needle):
 
 def test_no_checkpoint_anywhere_says_where_to_put_one(inputs, tmp_path, monkeypatch):
     monkeypatch.delenv("LIA_CHECKPOINT", raising=False)
-    from lia_live.cli import common
+    from lia_live import runtime
 
-    monkeypatch.setattr(common, "demo_checkpoint", lambda: None)
+    monkeypatch.setattr(runtime, "demo_checkpoint", lambda: None)
     monkeypatch.chdir(tmp_path)
     from lia_live.cli.animate import main
 

@@ -305,7 +305,7 @@ def test_killed_write_leaves_previous_checkpoint_intact(tmp_path):
         if proc.poll() is None:
             proc.kill()
     leftovers = [p.name for p in folder.iterdir()]
-    assert any(n.endswith(".tmp") for n in leftovers)  # the half-written temp file
+    assert any(n.startswith(".ckpt-0000002.pt.partial-") for n in leftovers)  # the half-written temp file
     assert "ckpt-0000002.pt" not in leftovers
     assert newest_checkpoint(folder) == folder / "ckpt-0000001.pt"
     assert load_checkpoint(folder / "ckpt-0000001.pt")["iter"] == 1

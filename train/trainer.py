@@ -22,7 +22,8 @@ from torch import nn
 
 from lia_live.errors import UserError
 from lia_live.model import Generator, GeneratorConfig
-from lia_live.model.checkpoint import _atomic_write, _strip_prefix, build_generator, read_generator_state
+from lia_live.fsutil import write_atomic
+from lia_live.model.checkpoint import _strip_prefix, build_generator, read_generator_state
 
 from . import dist
 from .checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint, set_rng_state
@@ -271,7 +272,7 @@ class Trainer:
         cfg = self.cfg
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.out / "config.json", lambda tmp: Path(tmp).write_text(dumps(cfg) + "\n"))
+            write_atomic(self.out / "config.json", dumps(cfg) + "\n")
         if self.start_iter >= cfg.iters:
             dist.print0(f"train: already at iteration {self.start_iter} >= --iters {cfg.iters}; nothing to do")
             return {"iter": self.start_iter, "stopped": False}
@@ -320,7 +321,7 @@ class Trainer:
                    "rank_max_param_diff_dis": dist.max_param_diff(self.dis),
                    "checkpoint": str(self.ckpt_dir / f"ckpt-{it:07d}.pt")}
         if self.rank == 0:
-            _atomic_write(self.out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+            write_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
             if self.writer is not None:
                 self.writer.close()
             dist.print0(f"train: {'stopped' if stopped else 'finished'} at iteration {it}; "

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import ArgumentParser, resolve_checkpoint, resolve_device, user_errors
+from ..runtime import resolve_checkpoint, resolve_device
+from .common import ArgumentParser, user_errors
 
 METRICS = ("l1", "lpips", "aed", "akd")
 

@@ -110,7 +110,7 @@ def parse_config(argv=None):
 def list_backends(argv) -> int:
     """``lia-live backends [--device D]``: every registered backend and whether it works here."""
     from ..backends import available_backends, resolve_backend_name
-    from .common import resolve_device
+    from ..runtime import resolve_device
 
     p = ArgumentParser(prog="lia-live backends", description="List inference backends and their availability.")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")

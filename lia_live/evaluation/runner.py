@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
-from .report import clean, summarize_run, summarize_video, write_atomic, write_reports
+from .report import clean, summarize_run, summarize_video, write_reports
 
 ALL_METRICS = ("l1", "lpips", "aed", "akd")
 RUN_FORMAT = "lia-eval"
@@ -67,15 +68,6 @@ class Plan:
     domain: str
     metrics: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_name(name: str) -> str:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +25,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import CheckpointError
+from ..fsutil import atomic_path
 from .config import GeneratorConfig
 from .generator import Generator
 
@@ -172,22 +172,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return build_generator(sd, cfg, source=str(path)).to(device)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint gets normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_generator(gen: Generator, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
     """Save in lia-live format (``.pt``) or as ``.safetensors``, atomically (temp file + rename)."""
     path = Path(path)
@@ -195,8 +179,10 @@ def save_generator(gen: Generator, path: str | os.PathLike, extra: Mapping[str, 
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
         meta = {"lia_live_config": json.dumps(gen.config.to_dict()), "format": FORMAT, "version": str(VERSION)}
-        _atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
+        with atomic_path(path) as tmp:
+            save_file(sd, str(tmp), metadata=meta)
     else:
         obj = {"format": FORMAT, "version": VERSION, "config": gen.config.to_dict(), "gen": sd, **(extra or {})}
-        _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
     return path

@@ -1,0 +1,106 @@
+"""What every tool resolves before it runs the model: the device, the checkpoint, the animator.
+
+Below the CLIs and above the model: the live loop, the offline job, the benchmark and the evaluation all
+call these, and none of them knows the command line exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+from .log import log
+
+if TYPE_CHECKING:
+    from .animator import Animator
+
+DEFAULT_CHECKPOINTS = ("checkpoints/vox.pt", "checkpoints/vox.safetensors")
+CHECKPOINT_HELP = ("Official LIA checkpoints (vox.pt, taichi.pt, ted.pt: the authors' release, CC BY-NC 4.0) "
+                   "go in ./checkpoints/ or are named with --checkpoint / $LIA_CHECKPOINT.")
+DEVICES_HELP = "cpu, cuda, cuda:N or auto"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model runs where: shared by lia-live, lia-animate, lia-eval and the benchmark."""
+
+    checkpoint: Path | None = None  # None: checkpoints/vox.pt, then $LIA_CHECKPOINT, then the bundled demo
+    device: str = "auto"
+    backend: str = "auto"
+    precision: str | None = None  # None: the backend's own default
+
+
+def resolve_device(name: str) -> str:
+    """'auto' → cuda when PyTorch sees a GPU, else cpu; check cpu / cuda / cuda:N."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name} asked for, but this PyTorch sees no CUDA GPU "
+                            f"(torch {torch.__version__}); use cpu")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    raise UserError(f"unsupported device {name!r}; use {DEVICES_HELP}")
+
+
+def demo_checkpoint() -> Path | None:
+    """The small pipeline-demo generator shipped inside the package, if present."""
+    p = Path(__file__).resolve().parent / "assets" / "demo_generator.safetensors"
+    return p if p.is_file() else None
+
+
+def resolve_checkpoint(arg: str | os.PathLike | None, allow_demo: bool = True) -> Path:
+    """The given path, else checkpoints/vox.pt, else $LIA_CHECKPOINT, else the bundled demo model."""
+    if arg:
+        p = Path(arg)
+        if not p.exists():
+            raise UserError(f"checkpoint not found: {p}. {CHECKPOINT_HELP}")
+        if p.is_dir():
+            raise UserError(f"checkpoint is a folder, not a file: {p}")
+        return p
+    for c in DEFAULT_CHECKPOINTS:
+        if Path(c).is_file():
+            return Path(c)
+    env = os.environ.get("LIA_CHECKPOINT")
+    if env:
+        if not Path(env).is_file():
+            raise UserError(f"$LIA_CHECKPOINT points to a missing file: {env}")
+        return Path(env)
+    demo = demo_checkpoint() if allow_demo else None
+    if demo is not None:
+        log(f"note: no official checkpoint found; using the bundled pipeline-demo model ({demo.name}). "
+            f"{CHECKPOINT_HELP}")
+        return demo
+    raise UserError(f"no checkpoint given and none found in ./checkpoints/. {CHECKPOINT_HELP}")
+
+
+def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = True) -> "Animator":
+    """Load the checkpoint on the resolved device and backend, and say loudly what runs where."""
+    import torch
+
+    from .animator import Animator
+    from .backends import resolve_backend_name
+    from .model.checkpoint import load_generator
+
+    device = resolve_device(cfg.device)
+    ckpt = resolve_checkpoint(cfg.checkpoint)
+    backend = resolve_backend_name(cfg.backend, device)
+    gen = load_generator(ckpt, device=device)
+    anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=motion_power)
+    anim.checkpoint = ckpt
+    if announce:
+        log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.name} | device {anim.device} | "
+            f"precision {anim.backend.precision}")
+        if anim.device.type == "cpu" and torch.cuda.is_available():
+            log(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
+                f"pass --device cuda (or auto) for real-time speed")
+    return anim
