@@ -16,6 +16,8 @@ from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .model import Generator
 
+_OWN = object()  # sentinel: use the animator's own reference
+
 
 class Animator:
     """Animates one source portrait with driving frames.
@@ -25,18 +27,17 @@ class Animator:
     """
 
     def __init__(self, generator: Generator | Backend, *, backend: str = "eager", device: str = "cpu",
-                 precision: str | None = None, motion_power: float = 1.0):
+                 precision: str | None = None, motion_power: float = 1.0, options: dict | None = None):
         if isinstance(generator, Backend):
             self.backend = generator
         else:
-            self.backend = create_backend(backend, generator, device=device, precision=precision)
+            self.backend = create_backend(backend, generator, device=device, precision=precision, **(options or {}))
         self.size = self.backend.config.size
         self.device = self.backend.device
         self.basis = self.backend.basis.to(self.device)  # (D, M)
         self.motion_power = float(motion_power)
         self.source: SourceState | None = None
         self.alpha_ref: torch.Tensor | None = None
-        self.last_alpha: torch.Tensor | None = None
 
     # ---- tensor level (batches) -------------------------------------------------------------
     def set_source_tensor(self, img: torch.Tensor) -> SourceState:
@@ -50,13 +51,27 @@ class Animator:
         self._check_tensor(img)
         return self.backend.encode_motion(img.to(self.device))
 
-    def latent(self, alpha: torch.Tensor) -> torch.Tensor:
-        """Latent (B, D) for motion ``alpha`` given the current source and reference."""
+    def latent(self, alpha: torch.Tensor | None, alpha_ref: torch.Tensor | None | object = _OWN,
+               power: float | None = None, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent (B, D) for motion ``alpha`` (B, M) — the one place the latent arithmetic lives.
+
+        relative (a reference α_ref): ``w_src + (α_src + power·(α − α_ref) + offset)·Qᵀ``;
+        absolute (``alpha_ref=None``): ``w_src + (α + offset)·Qᵀ``; ``alpha=None``: the portrait as it is,
+        ``w_src + (α_src + offset)·Qᵀ``. ``alpha_ref``/``power`` default to the animator's own
+        (:meth:`set_reference`, ``motion_power``).
+        """
         src = self._require_source()
-        if self.alpha_ref is None:
-            return src.latent + alpha @ self.basis.t()
-        delta = (alpha - self.alpha_ref) * self.motion_power
-        return src.latent + (src.alpha + delta) @ self.basis.t()
+        ref = self.alpha_ref if alpha_ref is _OWN else alpha_ref
+        power = self.motion_power if power is None else power
+        if alpha is None:
+            coeff = src.alpha  # (1, M)
+        elif ref is None:
+            coeff = alpha  # (B, M)
+        else:
+            coeff = src.alpha + (alpha - ref) * power  # (B, M)
+        if offset is not None:
+            coeff = coeff + offset.to(coeff.device)
+        return src.latent + coeff @ self.basis.t()  # (B, D)
 
     def render_latent(self, latent: torch.Tensor) -> torch.Tensor:
         src = self._require_source()
@@ -65,10 +80,19 @@ class Animator:
             feats = [f.expand(latent.shape[0], -1, -1, -1) for f in feats]
         return self.backend.synthesize(latent, feats)
 
-    def render(self, alpha: torch.Tensor) -> torch.Tensor:
-        """Image (B, 3, S, S), unclamped, for motion ``alpha``."""
-        self.last_alpha = alpha
-        return self.render_latent(self.latent(alpha))
+    def render(self, alpha: torch.Tensor | None, alpha_ref: torch.Tensor | None | object = _OWN,
+               power: float | None = None, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Image (B, 3, S, S), unclamped, for motion ``alpha`` (see :meth:`latent`)."""
+        return self.render_latent(self.latent(alpha, alpha_ref, power, offset))
+
+    def render_direction(self, direction: int, amount: float) -> torch.Tensor:
+        """The official linear manipulation: the portrait moved by ``amount`` along motion direction ``direction``."""
+        m = self.basis.shape[1]
+        if not 0 <= direction < m:
+            raise UserError(f"motion direction must be in [0, {m - 1}], got {direction}")
+        offset = torch.zeros(1, m, device=self.device)
+        offset[0, direction] = amount
+        return self.render(None, offset=offset)
 
     def step_tensor(self, img: torch.Tensor) -> torch.Tensor:
         return self.render(self.motion(img))

@@ -1,70 +1,46 @@
 """The live pipeline behind ``lia-live``: the one place that wires the stages together.
 
-capture (newest frame) → track (smoothed VoxCeleb square) → preprocess (crop, tensor) → motion (α) →
-synthesis (latent → image) → compose (crop / paste) → send (virtual camera, preview, file).
+    capture ─► [track + preprocess] ─► [motion + synthesis] ─► [compose + send + preview]
+                 thread "track"          thread "model"          the caller's thread (UI)
 
-:class:`LiveSession` holds the state and the per-frame work with no device I/O, so tests drive it
-directly; :func:`run_live` opens the devices, loops, times every stage and always cleans up.
+The three stages run concurrently (:mod:`lia_live.pipeline`), joined by bounded hand-offs: newest-only for
+live cameras (a slow stage always works on the newest frame; stale ones are dropped and counted), in order
+for files (every frame exactly once). ``--serial`` runs the same stage functions one after another.
+
+Who owns what:
+- :class:`LiveStages` — the per-frame work of each stage (no devices, so tests drive it directly);
+- :class:`~lia_live.motion.MotionController` — reference pose, mode, power, easing, direction offsets;
+- :class:`LiveControls` — the hotkeys: they change the controller, the source and pass-through;
+- :class:`~lia_live.stats.StageTimer` — per-stage timing and capture→send latency;
+- :func:`run_live` — opens the devices, runs the pipeline, always cleans up.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import signal
 import threading
 import time
-from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .animator import Animator
+from .capture.base import Capture, Frame
 from .errors import UserError
 from .log import log
-from .runtime import ModelConfig, make_animator
+from .motion import MotionArgs, MotionController
+from .pipeline import END, Handoff, Pipeline
+from .runtime import make_animator
+from .settings import LiveConfig
 from .signals import Stopper
+from .stats import STAGES, StageTimer
 
-STAGES = ("capture", "track", "preprocess", "motion", "synthesis", "compose", "send")
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """Everything ``lia-live`` needs, already validated by the CLI."""
-
-    sources: tuple[Path, ...]
-    driving: str = "0"
-    checkpoint: Path | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    precision: str | None = None
-    mode: str = "relative"
-    motion_power: float = 1.0
-    source_crop: str = "auto"
-    crop: str = "auto"
-    detect_every: int = 1
-    compose: str = "crop"
-    width: int = 1280
-    height: int = 720
-    fps: float = 30.0
-    fps_given: bool = False
-    camera_width: int | None = 1280
-    camera_height: int | None = 720
-    camera_fps: float | None = None
-    mjpg: bool = True
-    vcam: bool = True
-    vcam_device: str | None = None
-    vcam_backend: str | None = None
-    preview: bool = False
-    output: Path | None = None
-    overwrite: bool = False
-    stats_json: Path | None = None
-    stats_every: float = 5.0
-    max_frames: int | None = None
-    ease_seconds: float = 1.0
-
+__all__ = ["STAGES", "HOTKEY_HELP", "KEYMAP", "LiveConfig", "LiveControls", "LiveStages", "SourceEntry",
+           "load_sources", "run_live"]
 
 # ---- hotkeys: key → action name, kept apart from the window so it is testable without a display ----
 KEYMAP: dict[int, str] = {
@@ -74,11 +50,14 @@ KEYMAP: dict[int, str] = {
     ord("-"): "power_down", ord("_"): "power_down", ord("["): "power_down",
     ord("p"): "toggle_passthrough", ord("0"): "toggle_passthrough",
     ord("n"): "next_source", ord("\t"): "next_source",
+    ord("d"): "next_direction", ord("k"): "offset_up", ord("j"): "offset_down", ord("o"): "reset_offsets",
     ord("q"): "quit", 27: "quit",
 }
 HOTKEY_HELP = ("hotkeys (preview window): r/space reset reference · m relative/absolute · +/- motion power · "
-               "p pass-through · n next source · q/Esc quit")
+               "p pass-through · n next source · d next motion direction, j/k nudge it, o reset offsets · "
+               "q/Esc quit")
 POWER_STEP = 0.1
+OFFSET_STEP = 0.1
 
 
 @dataclass
@@ -88,121 +67,39 @@ class SourceEntry:
     path: Path
     image: np.ndarray
     crop: np.ndarray
-    box: object | None
-    state: object | None = None  # the animator's SourceState, encoded once
+    box: Any | None
+    state: Any | None = None  # the animator's SourceState, encoded once
 
 
-class StageTimer:
-    """Per-stage times: running totals for the whole run, and a bounded recent window (constant memory).
+@dataclass
+class Work:
+    """One frame on its way through the stages."""
 
-    The first frame of each stage is kept apart (``first_frame_ms``): it holds one-off work such as
-    compiling a backend's graphs, which would otherwise dominate the run's means.
+    frame: Frame
+    source_index: int
+    passthrough: bool = False
+    face_found: bool = False
+    box: Any | None = None
+    model_input: torch.Tensor | None = None  # (1, 3, S, S) in [-1, 1]
+    face: torch.Tensor | None = None  # (1, 3, S, S) model output
+    keepalive: bool = False  # no new frame (camera lost): re-send the last output
+
+
+class LiveControls:
+    """The user's controls (hotkeys): motion controller, source choice, pass-through, quit.
+
+    Called from the UI thread; the stages read the values at frame boundaries.
     """
 
-    def __init__(self, window: int = 120):
-        self.total = {s: 0.0 for s in STAGES}
-        self.count = {s: 0 for s in STAGES}
-        self.first: dict[str, float] = {}
-        self.recent = {s: deque(maxlen=window) for s in STAGES}
-        self.latency = deque(maxlen=window)
-        self.latency_total = 0.0
-        self.latency_first: float | None = None
-        self.frames = 0
-        self.sent = 0
-        self.no_face = 0
-        self.start = time.perf_counter()
-        self.steady_start: float | None = None
-        self._stamps: deque = deque(maxlen=window)
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.recent[stage].append(seconds)
-        if stage not in self.first:
-            self.first[stage] = seconds
-            return
-        self.total[stage] += seconds
-        self.count[stage] += 1
-
-    def frame_done(self, t_capture: float, t_sent: float) -> None:
-        self.frames += 1
-        self.latency.append(t_sent - t_capture)
-        if self.latency_first is None:
-            self.latency_first = t_sent - t_capture
-            self.steady_start = t_sent
-        else:
-            self.latency_total += t_sent - t_capture
-        self._stamps.append(t_sent)
-
-    def fps(self) -> float:
-        if len(self._stamps) < 2:
-            return 0.0
-        return (len(self._stamps) - 1) / max(1e-9, self._stamps[-1] - self._stamps[0])
-
-    def recent_ms(self) -> dict[str, float]:
-        return {s: 1e3 * sum(v) / len(v) for s, v in self.recent.items() if v}
-
-    def summary(self) -> dict:
-        """Whole-run figures; means, latency and ``steady_fps`` exclude the first (warm-up) frame."""
-        now = time.perf_counter()
-        elapsed = now - self.start
-        mean = {s: 1e3 * self.total[s] / self.count[s] for s in STAGES if self.count[s]}
-        steady = self.frames - 1
-        steady_s = (self._stamps[-1] - self.steady_start) if steady > 0 and self.steady_start else 0.0
-        return {"frames": self.frames, "frames_sent": self.sent, "frames_without_face": self.no_face,
-                "elapsed_s": round(elapsed, 3), "fps": round(self.frames / elapsed, 3) if elapsed > 0 else 0.0,
-                "steady_fps": round(steady / steady_s, 3) if steady_s > 0 else None,
-                "stage_ms_mean": {k: round(v, 3) for k, v in mean.items()},
-                "first_frame_ms": {k: round(1e3 * v, 3) for k, v in self.first.items()},
-                "latency_ms_mean": round(1e3 * self.latency_total / steady, 3) if steady > 0 else None}
-
-    def line(self) -> str:
-        ms = self.recent_ms()
-        stages = " ".join(f"{s} {ms[s]:.1f}" for s in STAGES if s in ms)
-        lat = 1e3 * sum(self.latency) / len(self.latency) if self.latency else 0.0
-        return f"{self.fps():.1f} fps | latency {lat:.0f} ms | ms: {stages}"
-
-
-class LiveSession:
-    """The per-frame work and the session state; no cameras, windows or files.
-
-    ``process(image, t)`` returns the output frame; ``handle_key(key)`` applies a hotkey.
-    """
-
-    def __init__(self, animator: Animator, sources: list[SourceEntry], compositor, tracker=None,
-                 mode: str = "relative", motion_power: float = 1.0, ease_seconds: float = 1.0,
-                 timer: StageTimer | None = None, say: Callable[[str], None] = log):
-        if mode not in ("relative", "absolute"):
-            raise UserError(f"unknown --mode {mode!r}; choose relative or absolute")
-        self.anim = animator
-        self.sources = sources
-        self.compositor = compositor
-        self.tracker = tracker
-        self.relative = mode == "relative"
-        self.anim.motion_power = float(motion_power)
-        self.ease_seconds = ease_seconds
-        self.timer = timer or StageTimer()
-        self.say = say
+    def __init__(self, controller: MotionController, n_sources: int, say: Callable[[str], None] = log):
+        self.motion = controller
+        self.n_sources = n_sources
         self.source_index = 0
         self.passthrough = False
         self.running = True
-        self.want_reference = True
-        self.alpha_ref: torch.Tensor | None = None
-        self.alpha: torch.Tensor | None = None  # the motion shown last (eased while the face is lost)
-        self.last_box = None
-        self.face_found = False
-        self._t_last: float | None = None
-        self._sync = animator.device.type == "cuda"
-        self._select_source(0)
+        self.say = say
 
-    # ---- hotkey actions -------------------------------------------------------------------------------
-    @property
-    def mode(self) -> str:
-        return "relative" if self.relative else "absolute"
-
-    @property
-    def motion_power(self) -> float:
-        return self.anim.motion_power
-
-    def handle_key(self, key: int) -> str | None:
+    def handle_key(self, key: int | None) -> str | None:
         """Apply the action bound to ``key`` (see KEYMAP); returns the action name or None."""
         if key is None or key < 0:
             return None
@@ -212,125 +109,183 @@ class LiveSession:
         return action
 
     def reset_reference(self) -> None:
-        """Take the next frame with a face as the neutral reference pose."""
-        self.want_reference = True
-        self.say("reference will be taken from the next frame with a face")
+        self.motion.reset_reference()
+        if self.motion.relative:
+            self.say("reference pose: taken again from the next frame(s) with a face")
 
     def toggle_mode(self) -> None:
-        self.relative = not self.relative
-        self._apply_reference()
-        self.say(f"mode: {self.mode}")
-
-    def set_power(self, value: float) -> None:
-        self.anim.motion_power = round(min(2.0, max(0.0, value)), 3)
+        self.say(f"mode: {self.motion.toggle_mode()}")
 
     def power_up(self) -> None:
-        self.set_power(self.anim.motion_power + POWER_STEP)
-        self.say(f"motion power {self.anim.motion_power:.1f}")
+        self.say(f"motion power {self.motion.set_power(self.motion.power + POWER_STEP):.1f}")
 
     def power_down(self) -> None:
-        self.set_power(self.anim.motion_power - POWER_STEP)
-        self.say(f"motion power {self.anim.motion_power:.1f}")
+        self.say(f"motion power {self.motion.set_power(self.motion.power - POWER_STEP):.1f}")
 
     def toggle_passthrough(self) -> None:
         self.passthrough = not self.passthrough
         self.say("pass-through on (showing the camera)" if self.passthrough else "pass-through off")
 
     def next_source(self) -> None:
-        if len(self.sources) > 1:
-            self._select_source((self.source_index + 1) % len(self.sources))
-            self.say(f"source {self.source_index + 1}/{len(self.sources)}: {self.sources[self.source_index].path}")
+        if self.n_sources > 1:
+            self.source_index = (self.source_index + 1) % self.n_sources
+            self.say(f"source {self.source_index + 1}/{self.n_sources}")
+
+    def next_direction(self) -> None:
+        d = self.motion.select_direction(1)
+        self.say(f"motion direction {d} selected (offset {float(self.motion.offsets[d]):+.2f})")
+
+    def offset_up(self) -> None:
+        self.say(f"direction {self.motion.selected} offset {self.motion.nudge(OFFSET_STEP):+.2f}")
+
+    def offset_down(self) -> None:
+        self.say(f"direction {self.motion.selected} offset {self.motion.nudge(-OFFSET_STEP):+.2f}")
+
+    def reset_offsets(self) -> None:
+        self.motion.reset_offsets()
+        self.say("direction offsets reset")
 
     def quit(self) -> None:
         self.running = False
 
-    # ---- state ------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {**self.motion.state(), "source_index": self.source_index, "passthrough": self.passthrough}
+
+
+class LiveStages:
+    """The per-frame work, one method per pipeline stage; no cameras, windows or files.
+
+    ``prepare(frame)`` (track + crop to the model's input), ``infer(work)`` (motion, the controller,
+    synthesis), ``finish(work)`` (compose the output frame). ``process(image, t)`` runs all three.
+    """
+
+    def __init__(self, animator: Animator, sources: list[SourceEntry], compositor_factory: Callable[[], Any],
+                 controls: LiveControls, tracker=None, timer: StageTimer | None = None,
+                 recorder=None, say: Callable[[str], None] = log):
+        self.anim = animator
+        self.sources = sources
+        self.controls = controls
+        self.motion = controls.motion
+        self.tracker = tracker
+        self.timer = timer or StageTimer()
+        self.recorder = recorder
+        self.say = say
+        self._compositor_factory = compositor_factory
+        self._compositors: dict[int, Any] = {}
+        self._model_source = -1
+        self._sync = animator.device.type == "cuda"
+        self.face_found = False
+        self.last_box = None
+        self.last_args: MotionArgs | None = None
+        self._select_source(0)
+
+    # ---- sources (model thread / compose thread) ----------------------------------------------------------
     def _select_source(self, i: int) -> None:
         entry = self.sources[i]
         if entry.state is None:
             self.anim.set_source(entry.crop)
             entry.state = self.anim.source
         self.anim.source = entry.state
-        self.compositor.set_source(entry.image, entry.box, self.anim.size)
-        self.source_index = i
+        self.motion.set_source_alpha(entry.state.alpha)
+        self._model_source = i
 
-    def _apply_reference(self) -> None:
-        self.anim.alpha_ref = self.alpha_ref if self.relative else None
+    def compositor(self, i: int):
+        """The compositor for source ``i`` (its paste-back precomputed once)."""
+        comp = self._compositors.get(i)
+        if comp is None:
+            comp = self._compositor_factory()
+            entry = self.sources[i]
+            comp.set_source(entry.image, entry.box, self.anim.size)
+            self._compositors[i] = comp
+        return comp
 
-    def _neutral(self) -> torch.Tensor:
-        """The motion that shows the source as it is: the reference (relative) or α_src (absolute)."""
-        if self.relative and self.alpha_ref is not None:
-            return self.alpha_ref
-        return self.anim.source.alpha
-
-    # ---- per frame --------------------------------------------------------------------------------------
+    # ---- stages ------------------------------------------------------------------------------------------------
     def _timed(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
         self.timer.add(stage, t1 - t0)
         return t1
 
-    def process(self, image: np.ndarray, t: float) -> np.ndarray:
-        """One driving frame (RGB uint8, any size) captured at ``t`` → the output frame."""
-        from .imaging import from_tensor, to_tensor
+    @torch.inference_mode()
+    def prepare(self, frame: Frame) -> Work:
+        """Track the face and cut the model's input (stage 1). Autograd mode is per thread: each stage
+        enters inference mode itself."""
+        from .imaging import to_tensor
         from .tracking import center_box, crop_square
 
+        work = Work(frame, self.controls.source_index, passthrough=self.controls.passthrough)
         t0 = time.perf_counter()
         if self.tracker is not None:
-            res = self.tracker.update(image, t)
-            self.face_found, self.last_box = res.found, res.box
+            res = self.tracker.update(frame.image, frame.media_time)
+            work.face_found, work.box = res.found, res.box
         else:
-            self.face_found, self.last_box = True, center_box(image)
+            work.face_found, work.box = True, center_box(frame.image)
         t0 = self._timed("track", t0)
-        if self.passthrough:
-            out = self.compositor.passthrough(image)
-            self._timed("compose", t0)
-            return out
+        if work.passthrough or not work.face_found or work.box is None:
+            return work
+        crop = crop_square(frame.image, work.box, self.anim.size)  # (S, S, 3)
+        work.model_input = to_tensor(crop)  # (1, 3, S, S)
+        self._timed("preprocess", t0)
+        return work
+
+    @torch.inference_mode()
+    def infer(self, work: Work) -> Work:
+        """Motion encoder, the motion controller, synthesis (stage 2)."""
+        if work.passthrough or work.keepalive:
+            return work
+        if work.source_index != self._model_source:
+            self._select_source(work.source_index)
+            self.say(f"source {work.source_index + 1}/{len(self.sources)}: {self.sources[work.source_index].path}")
+        t0 = time.perf_counter()
         alpha = None
-        if self.face_found and self.last_box is not None:
-            crop = crop_square(image, self.last_box, self.anim.size)  # (S, S, 3)
-            x = to_tensor(crop)  # (1, 3, S, S)
-            t0 = self._timed("preprocess", t0)
-            alpha = self.anim.motion(x)  # (1, M)
+        if work.model_input is not None:
+            alpha = self.anim.motion(work.model_input)  # (1, M)
             if self._sync:
                 torch.cuda.synchronize(self.anim.device)
             t0 = self._timed("motion", t0)
         else:
             self.timer.no_face += 1
-        alpha = self._update_motion(alpha, t)
-        if alpha is None:
-            src = self.anim.source
-            img = self.anim.render_latent(src.latent + src.alpha @ self.anim.basis.t())  # (1, 3, S, S)
+        args, message = self.motion.update(alpha, work.frame.media_time)
+        if message:
+            self.say(message)
+        if self.recorder is not None:
+            self.recorder.add(work.frame, alpha, args)
+        self.last_args = args
+        work.face = self.anim.render(args.alpha, args.alpha_ref, args.power, args.offset)  # (1, 3, S, S)
+        if self._sync:
+            torch.cuda.synchronize(self.anim.device)
+        self._timed("synthesis", t0)
+        return work
+
+    @torch.inference_mode()
+    def finish(self, work: Work) -> np.ndarray:
+        """Compose the output frame (stage 3)."""
+        from .imaging import from_tensor
+
+        self.face_found, self.last_box = work.face_found, work.box
+        t0 = time.perf_counter()
+        comp = self.compositor(work.source_index)
+        if work.passthrough or work.face is None:
+            out = comp.passthrough(work.frame.image)
         else:
-            img = self.anim.render(alpha)  # (1, 3, S, S)
-        face = from_tensor(img)[0]  # (S, S, 3) uint8
-        t0 = self._timed("synthesis", t0)
-        out = self.compositor.compose(face)
+            out = comp.compose(from_tensor(work.face)[0])
         self._timed("compose", t0)
         return out
 
-    def _update_motion(self, alpha: torch.Tensor | None, t: float) -> torch.Tensor | None:
-        """Keep the reference and the shown motion up to date; ease back to neutral while no face."""
-        dt = 0.0 if self._t_last is None else max(0.0, t - self._t_last)
-        self._t_last = t
-        if alpha is not None:
-            if self.want_reference:
-                self.alpha_ref = alpha
-                self.want_reference = False
-                self._apply_reference()
-                self.say("reference pose captured")
-            self.alpha = alpha
-            return alpha
-        if self.alpha is None:
-            return None
-        keep = math.exp(-dt / self.ease_seconds) if self.ease_seconds > 0 else 0.0
-        target = self._neutral()
-        self.alpha = target + (self.alpha - target) * keep  # (1, M)
-        return self.alpha
+    def process(self, image: np.ndarray, t: float) -> np.ndarray:
+        """All three stages for one frame (RGB uint8, any size) at media time ``t``."""
+        frame = Frame(image, time.perf_counter(), 0, t)
+        return self.finish(self.infer(self.prepare(frame)))
 
     def overlay_lines(self) -> list[str]:
+        m = self.motion
         lines = [self.timer.line(),
-                 f"mode {self.mode} | power {self.motion_power:.1f} | source {self.source_index + 1}/"
-                 f"{len(self.sources)}" + (" | PASS-THROUGH" if self.passthrough else "")]
+                 f"mode {m.mode} | power {m.power:.1f} | source {self.controls.source_index + 1}/"
+                 f"{len(self.sources)}" + (" | PASS-THROUGH" if self.controls.passthrough else "")]
+        if m.choice is not None and m.relative:
+            c = m.choice
+            lines.append(f"reference: distance to portrait {c.distance:.2f} (first frame {c.first_distance:.2f})")
+        if bool(m.offsets.any()) or m.selected:
+            lines.append(f"direction {m.selected}: offset {float(m.offsets[m.selected]):+.2f}")
         if not self.face_found:
             lines.append("NO FACE: holding the last motion")
         return lines
@@ -340,9 +295,7 @@ class LiveSession:
 def load_sources(paths, size: int, crop_mode: str) -> list[SourceEntry]:
     """Read and crop every source portrait (UserError naming the file when no face is found)."""
     from .io import read_image
-    from .tracking import crop_portrait_with_box
-
-    from .tracking import center_box, crop_square
+    from .tracking import center_box, crop_portrait_with_box, crop_square
 
     out = []
     for p in paths:
@@ -357,7 +310,7 @@ def load_sources(paths, size: int, crop_mode: str) -> list[SourceEntry]:
 
 
 def _make_animator(cfg: LiveConfig) -> Animator:
-    anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision), cfg.motion_power)
+    anim = make_animator(cfg.model, cfg.motion.motion_power)
     if anim.device.type == "cpu":
         log("running on the CPU: expect a few frames per second")
     return anim
@@ -367,56 +320,74 @@ def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
     """The outputs asked for; a missing virtual camera is fatal only when it is the only output."""
     from .output import FileOutput, VirtualCamera
 
-    outputs = []
-    if cfg.output is not None:
-        outputs.append(FileOutput(cfg.output, out_fps, overwrite=cfg.overwrite))
-    if cfg.vcam:
+    o = cfg.output
+    outputs: list = []
+    if o.output is not None:
+        outputs.append(FileOutput(o.output, out_fps, overwrite=o.overwrite))
+    if o.vcam:
+        fps = o.fps or 30.0
         try:
-            cam = VirtualCamera(cfg.width, cfg.height, cfg.fps, device=cfg.vcam_device, backend=cfg.vcam_backend)
-            log(f"virtual camera: {cam.device} ({cfg.width}×{cfg.height} @ {cfg.fps:g} fps)")
+            cam = VirtualCamera(o.width, o.height, fps, device=o.vcam_device, backend=o.vcam_backend)
+            log(f"virtual camera: {cam.device} ({o.width}×{o.height} @ {fps:g} fps)")
             outputs.append(cam)
         except UserError as e:
-            if cfg.output is None and not cfg.preview:
-                for o in outputs:
-                    o.close()
+            if o.output is None and not o.preview:
+                _close_all(outputs)
                 raise
             log(f"warning: {e}; going on without it")
     return outputs
 
 
-def run_live(cfg: LiveConfig, capture=None, animator: Animator | None = None, tracker=None,
-             window=None) -> dict:
+def check_outputs(cfg: LiveConfig) -> None:
+    """Refuse, before anything is opened, outputs that would replace a user's file without --overwrite."""
+    o, r = cfg.output, cfg.run
+    for path, what in ((o.output, "output"), (r.stats_json, "stats file"), (r.record_motion, "motion recording")):
+        if path is None:
+            continue
+        p = Path(path)
+        if p.exists() and not o.overwrite:
+            raise UserError(f"{what} already exists: {p} (choose another name or pass --overwrite)")
+        if not p.parent.is_dir():
+            raise UserError(f"{what}: folder does not exist: {p.parent}")
+    if r.stats_json is not None and Path(r.stats_json).is_dir():
+        raise UserError(f"stats file is a folder: {r.stats_json}")
+
+
+def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator | None = None, tracker=None,
+             window=None, extra_outputs: list | None = None) -> dict:
     """Run the live loop until the input ends, 'q', a window close, Ctrl-C or SIGTERM; returns the stats
     (and the session's final state under ``"state"``).
 
     ``capture``/``animator``/``tracker``/``window`` may be injected (tests); otherwise they are built from
-    ``cfg``. A window needs ``show(rgb) -> key``, ``open`` and ``close()``.
-    Devices are always released and a file output is always finalised.
+    ``cfg``. A window needs ``show(rgb) -> key``, ``open`` and ``close()``; ``extra_outputs`` (objects with
+    ``send(rgb)`` and ``close()``) receive every output frame too. Devices are always released and a file output is always finalised.
     """
     from .capture import CameraSettings, open_capture
     from .output import Compositor
 
-    if cfg.output is not None and Path(cfg.output).exists() and not cfg.overwrite:
-        raise UserError(f"output already exists: {cfg.output} (choose another name or pass --overwrite)")
-    if cfg.stats_json is not None and not Path(cfg.stats_json).parent.is_dir():
-        raise UserError(f"--stats-json: folder does not exist: {Path(cfg.stats_json).parent}")
+    check_outputs(cfg)
     anim = animator or _make_animator(cfg)
-    sources = load_sources(cfg.sources, anim.size, cfg.source_crop)
-    settings = CameraSettings(width=cfg.camera_width, height=cfg.camera_height,
-                              fps=cfg.camera_fps or cfg.fps, fps_forced=cfg.camera_fps is not None, mjpg=cfg.mjpg)
+    if animator is not None:
+        anim.motion_power = cfg.motion.motion_power
+    sources = load_sources(cfg.sources, anim.size, cfg.motion.source_crop)
+    c = cfg.capture
+    settings = CameraSettings(width=c.size[0], height=c.size[1], fps=c.fps or cfg.output.fps or 30.0,
+                              fps_forced=c.fps is not None, mjpg=c.mjpg)
     resources: list = []
-    session = None
+    stopper = Stopper()
+    stages: LiveStages | None = None
+    recorder = None
     try:
-        if tracker is None and cfg.crop == "auto":
+        if tracker is None and cfg.motion.crop == "auto":
             from .tracking import FaceTracker
 
-            tracker = FaceTracker(detect_every=cfg.detect_every)
+            tracker = FaceTracker(detect_every=cfg.motion.detect_every)
             resources.append(tracker)
-        cap = capture or open_capture(cfg.driving, settings)
+        cap = capture or open_capture(c.driving, settings)
         resources.append(cap)
         log(f"input: {cap.name} ({'live: newest frame only' if cap.live else 'file: every frame'})")
-        out_fps = cfg.fps if (cap.live or cfg.fps_given) else cap.fps
-        outputs = open_outputs(cfg, out_fps)
+        out_fps = (cfg.output.fps or 30.0) if (cap.live or cfg.output.fps) else cap.fps
+        outputs = open_outputs(cfg, out_fps) + list(extra_outputs or [])
         resources.extend(outputs)
         if window is None:
             window = _open_preview(cfg, resources)
@@ -424,31 +395,61 @@ def run_live(cfg: LiveConfig, capture=None, animator: Animator | None = None, tr
             resources.append(window)
         if not outputs and window is None:
             raise UserError("no output left: give --output FILE.mp4, --preview, or set up a virtual camera")
-        timer = StageTimer()
-        session = LiveSession(anim, sources, Compositor(cfg.width, cfg.height, cfg.compose), tracker,
-                              mode=cfg.mode, motion_power=cfg.motion_power, ease_seconds=cfg.ease_seconds,
-                              timer=timer)
-        log(HOTKEY_HELP if window is not None else "hotkeys need --preview (the window receives the keys)")
-        with Stopper() as stopper, torch.inference_mode():
-            _loop(cfg, session, cap, outputs, window, stopper.stop)
+        controller = MotionController(anim.basis.shape[1], mode=cfg.motion.mode, power=cfg.motion.motion_power,
+                                      ease_seconds=cfg.motion.ease, reference=cfg.motion.reference,
+                                      window_seconds=cfg.motion.reference_window)
+        if cfg.motion.offsets is not None and Path(cfg.motion.offsets).exists():
+            from .templates import load_offsets
+
+            controller.set_offsets(load_offsets(cfg.motion.offsets, anim))
+        if cfg.run.record_motion is not None:
+            from .templates import MotionRecorder
+
+            recorder = MotionRecorder(anim, fps=out_fps)
+        controls = LiveControls(controller, len(sources))
+        ow, oh = cfg.output.size
+        stages = LiveStages(anim, sources, lambda: Compositor(ow, oh, cfg.output.compose), controls, tracker,
+                            StageTimer(), recorder)
+        if window is not None:
+            log(HOTKEY_HELP)
+        elif cap.live:
+            log("hotkeys need a preview window: add --preview")
+        with stopper, torch.inference_mode():
+            loop = _pipelined_loop if cfg.run.pipeline else _serial_loop
+            loop(cfg, stages, cap, outputs, window, stopper.stop)
     except KeyboardInterrupt:
         log("interrupted; shutting down")
+        stopper.signum = stopper.signum or signal.SIGINT
     finally:
         _close_all(resources)
-    stats = session.timer.summary() if session is not None else {}
-    if session is not None:
-        stats["state"] = {"mode": session.mode, "motion_power": session.motion_power,
-                          "source_index": session.source_index, "passthrough": session.passthrough,
-                          "reference_set": session.alpha_ref is not None}
-        log(f"done: {stats['frames']} frames | {session.timer.line()}")
-        if cfg.stats_json is not None:
-            stats["config"] = {k: str(v) for k, v in asdict(cfg).items()}
-            Path(cfg.stats_json).write_text(json.dumps(stats, indent=2))
+    if stages is None:
+        return {}
+    stats = _finish_run(cfg, stages, recorder)
+    stats["exit_code"] = stopper.exit_code or 0
+    return stats
+
+
+def _finish_run(cfg: LiveConfig, stages: LiveStages, recorder) -> dict:
+    from .fsutil import write_atomic
+
+    stats = stages.timer.summary()
+    stats["state"] = stages.controls.state()
+    log(f"done: {stats['frames']} frames | {stages.timer.line()}")
+    if recorder is not None and cfg.run.record_motion is not None:
+        path = recorder.save(cfg.run.record_motion)
+        log(f"motion recorded: {path} ({recorder.frames} frames)")
+    if cfg.motion.offsets is not None:
+        from .templates import save_offsets
+
+        save_offsets(cfg.motion.offsets, stages.motion.offsets, stages.anim)
+    if cfg.run.stats_json is not None:
+        stats["config"] = cfg.to_dict()
+        write_atomic(cfg.run.stats_json, json.dumps(stats, indent=2))
     return stats
 
 
 def _open_preview(cfg: LiveConfig, resources: list):
-    if not cfg.preview:
+    if not cfg.output.preview:
         return None
     from .output import PreviewWindow
 
@@ -466,52 +467,123 @@ def _close_all(resources: list) -> None:
             log(f"warning: closing {type(r).__name__} failed: {e}")
 
 
-def _loop(cfg: LiveConfig, session: LiveSession, cap, outputs: list, window, stop: threading.Event) -> None:
-    timer = session.timer
-    last_out: np.ndarray | None = None
-    next_print = time.perf_counter() + cfg.stats_every
-    idle_wait = 1.0 / cfg.fps
-    while session.running and not stop.is_set():
-        if cfg.max_frames is not None and timer.frames >= cfg.max_frames:
-            break
+# ---- the loops ------------------------------------------------------------------------------------------
+class _Sink:
+    """The last stage, in the caller's thread: send to the outputs, refresh the preview, print stats."""
+
+    def __init__(self, cfg: LiveConfig, stages: LiveStages, outputs: list, window):
+        self.cfg, self.stages, self.outputs, self.window = cfg, stages, outputs, window
+        self.timer = stages.timer
+        self.last_out: np.ndarray | None = None
+        self.next_print = time.perf_counter() + cfg.run.stats_every
+
+    def deliver(self, work: Work) -> None:
+        if work.keepalive:
+            if self.last_out is not None:
+                self._send(self.last_out)  # keep the virtual camera alive while the camera is away
+            self.poll(None)
+            return
+        out = self.stages.finish(work)
+        t0 = time.perf_counter()
+        self._send(out)
+        t1 = time.perf_counter()
+        self.timer.add("send", t1 - t0)
+        self.timer.frame_done(work.frame.captured, t1)
+        self.last_out = out
+        self.poll(work.frame.image)
+        if self.cfg.run.stats_every > 0 and time.perf_counter() >= self.next_print:
+            log(self.timer.line())
+            self.next_print = time.perf_counter() + self.cfg.run.stats_every
+
+    def _send(self, out: np.ndarray) -> None:
+        for o in self.outputs:
+            o.send(out)
+        self.timer.sent += 1
+
+    def poll(self, camera: np.ndarray | None) -> None:
+        """Show the preview (if any) and apply the key pressed."""
+        if self.window is None:
+            return
+        self.stages.controls.handle_key(self.window.show(_preview_picture(self.stages, camera, self.last_out)))
+        if not self.window.open:
+            self.stages.controls.quit()
+
+    def done(self) -> bool:
+        m = self.cfg.run.max_frames
+        return not self.stages.controls.running or (m is not None and self.timer.frames >= m)
+
+
+def _reader(cap: Capture, stages: LiveStages, max_frames: int | None, stop: threading.Event,
+            idle_wait: float) -> Callable[[Any], Any]:
+    """The first stage: read a frame, track, crop. Returns END at the end of the input."""
+    count = [0]
+
+    def read(_item) -> Any:
+        if max_frames is not None and count[0] >= max_frames:
+            return END
         t0 = time.perf_counter()
         frame = cap.read(timeout=idle_wait)
         if frame is None:
             if cap.finished:
-                break
-            if cap.lost and last_out is not None:
-                _send(outputs, last_out, timer)  # keep the virtual camera alive while reopening
-            if window is not None:
-                session.handle_key(window.show(_preview_picture(session, None, last_out)))
+                return END
+            if cap.lost:
+                return Work(Frame(np.zeros((2, 2, 3), np.uint8), time.perf_counter(), -1, 0.0), 0, keepalive=True)
+            return None
+        stages.timer.add("capture", time.perf_counter() - t0)
+        count[0] += 1
+        return stages.prepare(frame)
+
+    return read
+
+
+def _serial_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: list, window,
+                 stop: threading.Event) -> None:
+    sink = _Sink(cfg, stages, outputs, window)
+    read = _reader(cap, stages, cfg.run.max_frames, stop, 1.0 / (cfg.output.fps or 30.0))
+    while not stop.is_set() and not sink.done():
+        work = read(None)
+        if work is END:
+            break
+        if work is None:
+            sink.poll(None)
             continue
-        timer.add("capture", time.perf_counter() - t0)
-        out = session.process(frame.image, frame.time)
-        t0 = time.perf_counter()
-        _send(outputs, out, timer)
-        timer.add("send", time.perf_counter() - t0)
-        timer.frame_done(frame.t, time.perf_counter())
-        last_out = out
-        if window is not None:
-            session.handle_key(window.show(_preview_picture(session, frame.image, out)))
-            if not window.open:
-                session.quit()
-        if cfg.stats_every > 0 and time.perf_counter() >= next_print:
-            log(timer.line())
-            next_print = time.perf_counter() + cfg.stats_every
+        sink.deliver(stages.infer(work))
 
 
-def _send(outputs: list, out: np.ndarray, timer: StageTimer) -> None:
-    for o in outputs:
-        o.send(out)
-    timer.sent += 1
+def _pipelined_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: list, window,
+                    stop: threading.Event) -> None:
+    """Track, model and compose/send run concurrently; this thread is the sink (outputs and preview)."""
+    sink = _Sink(cfg, stages, outputs, window)
+    pipe = Pipeline(threading.Event())
+    newest = cap.live
+    tracked = Handoff(newest_only=newest, capacity=1, name="tracked")  # one frame waits per stage: latency
+    rendered = Handoff(newest_only=newest, capacity=1, name="rendered")  # stays ~3 stage times
+    limit = None if cap.live else cfg.run.max_frames  # live: frames may be dropped; the sink counts
+    pipe.stage("track", _reader(cap, stages, limit, pipe.stop, 1.0 / (cfg.output.fps or 30.0)), None, tracked)
+    pipe.stage("model", stages.infer, tracked, rendered)
+    pipe.start()
+    try:
+        while not stop.is_set() and not sink.done():
+            work = rendered.get(stop, timeout=0.05)
+            if work is END:
+                break
+            if work is None:
+                sink.poll(None)
+                continue
+            sink.deliver(work)
+        pipe.raise_errors()
+    finally:
+        pipe.join()
+        stages.timer.dropped = tracked.dropped + rendered.dropped
+    pipe.raise_errors()
 
 
-def _preview_picture(session: LiveSession, camera: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
+def _preview_picture(stages: LiveStages, camera: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
     from .output.overlay import draw_lines, side_by_side
 
     if out is None:
         out = np.zeros((360, 640, 3), np.uint8)
     if camera is None:
         camera = np.zeros_like(out)
-    pic = side_by_side(camera, out, box=session.last_box, face_found=session.face_found)
-    return draw_lines(pic, session.overlay_lines())
+    pic = side_by_side(camera, out, box=stages.last_box, face_found=stages.face_found)
+    return draw_lines(pic, stages.overlay_lines())

@@ -7,12 +7,12 @@ call these, and none of them knows the command line exists.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UserError
 from .log import log
+from .settings import ModelConfig
 
 if TYPE_CHECKING:
     from .animator import Animator
@@ -21,16 +21,6 @@ DEFAULT_CHECKPOINTS = ("checkpoints/vox.pt", "checkpoints/vox.safetensors")
 CHECKPOINT_HELP = ("Official LIA checkpoints (vox.pt, taichi.pt, ted.pt: the authors' release, CC BY-NC 4.0) "
                    "go in ./checkpoints/ or are named with --checkpoint / $LIA_CHECKPOINT.")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which model runs where: shared by lia-live, lia-animate, lia-eval and the benchmark."""
-
-    checkpoint: Path | None = None  # None: checkpoints/vox.pt, then $LIA_CHECKPOINT, then the bundled demo
-    device: str = "auto"
-    backend: str = "auto"
-    precision: str | None = None  # None: the backend's own default
 
 
 def resolve_device(name: str) -> str:
@@ -95,7 +85,8 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     ckpt = resolve_checkpoint(cfg.checkpoint)
     backend = resolve_backend_name(cfg.backend, device)
     gen = load_generator(ckpt, device=device)
-    anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=motion_power)
+    anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=motion_power,
+                    options=cfg.options_dict())
     anim.checkpoint = ckpt
     if announce:
         log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.name} | device {anim.device} | "

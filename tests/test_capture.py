@@ -137,7 +137,7 @@ def test_file_capture_delivers_every_frame_in_order(tmp_path):
         got.append(f)
     cap.close()
     assert [f.index for f in got] == list(range(12)) and cap.finished
-    assert got[3].time == pytest.approx(3 / 25)  # media time, whatever the processing speed
+    assert got[3].media_time == pytest.approx(3 / 25)  # media time, whatever the processing speed
     means = [f.image.mean() for f in got]
     assert np.allclose(means, [10 * i for i in range(12)], atol=3)
 

@@ -10,7 +10,8 @@ import torch
 
 from lia_live.capture import CameraCapture, CameraSettings
 from lia_live.cli.live import main
-from lia_live.live import STAGES, LiveConfig, LiveSession, SourceEntry, load_sources, run_live
+from lia_live.live import STAGES, LiveConfig, LiveControls, LiveStages, SourceEntry, load_sources, run_live
+from lia_live.motion import MotionController
 from lia_live.model.checkpoint import save_generator
 from lia_live.output import Compositor, letterbox
 from livedata import count_video_frames, make_scene, register_fake_vcam, write_video
@@ -75,6 +76,12 @@ def test_file_mode_counts_stats_and_missing_face(media, ckpt, tmp_path, capsys):
     assert all(np.abs(a.astype(int) - b).mean() > 0 for a, b in zip(gap_frames, gap_frames[1:]))
 
 
+def _stages(anim, entries, out_size, tracker=None, ease=1.0, say=lambda m: None, **motion):
+    ctrl = MotionController(anim.basis.shape[1], ease_seconds=ease, **motion)
+    controls = LiveControls(ctrl, len(entries), say=say)
+    return LiveStages(anim, entries, lambda: Compositor(*out_size, "crop"), controls, tracker, say=say)
+
+
 def test_no_face_in_driver_keeps_last_motion_then_eases(tiny_generator, astronaut, scene):
     anim = _anim(tiny_generator)
     crop = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
@@ -83,24 +90,24 @@ def test_no_face_in_driver_keeps_last_motion_then_eases(tiny_generator, astronau
 
     src.box = center_box(astronaut)
     tracker = FaceTracker()
-    sess = LiveSession(anim, [src], Compositor(64, 64, "crop"), tracker, ease_seconds=0.1, say=lambda m: None)
+    sess = _stages(anim, [src], (64, 64), tracker, ease=0.1)
+    ctrl = sess.motion
     with torch.inference_mode():
         outs = [sess.process(scene.frame(i), i / 30) for i in range(GAP[0])]
-        assert sess.alpha_ref is not None and sess.face_found
-        last = sess.alpha.clone()
+        assert ctrl.alpha_ref is not None and sess.face_found
+        last = ctrl.alpha.clone()
         dists, gap_outs = [], []
         for i in range(GAP[0], GAP[1]):
             gap_outs.append(sess.process(scene.frame(i), i / 30))
-            dists.append(float((sess.alpha - sess.alpha_ref).norm()))
+            dists.append(float((ctrl.alpha - ctrl.alpha_ref).norm()))
     tracker.close()
-    assert not sess.face_found
+    assert not sess.face_found and sess.timer.no_face == GAP[1] - GAP[0]
     assert len(outs) + len(gap_outs) == GAP[1]
-    lost_from = 0
-    d_last = float((last - sess.alpha_ref).norm())
+    d_last = float((last - ctrl.alpha_ref).norm())
     assert d_last > 0 and dists[0] == pytest.approx(d_last * np.exp(-1 / 3), rel=1e-3)  # from the last motion
-    assert all(b < a for a, b in zip(dists[lost_from:], dists[lost_from + 1:]))  # easing to the reference
-    assert dists[-1] < 0.1 * dists[lost_from]
-    assert np.abs(gap_outs[lost_from].astype(int) - gap_outs[lost_from + 1]).mean() > 0  # not frozen
+    assert all(b < a for a, b in zip(dists, dists[1:]))  # easing to the reference
+    assert dists[-1] < 0.1 * dists[0]
+    assert np.abs(gap_outs[0].astype(int) - gap_outs[1]).mean() > 0  # not frozen
 
 
 def test_hotkey_handlers_change_state(tiny_generator, astronaut):
@@ -112,36 +119,49 @@ def test_hotkey_handlers_change_state(tiny_generator, astronaut):
     for e in entries:
         e.box = center_box(e.image)
     said = []
-    sess = LiveSession(anim, entries, Compositor(96, 64, "crop"), tracker=None, say=said.append)
+    sess = _stages(anim, entries, (96, 64), say=said.append)
+    keys, ctrl = sess.controls, sess.motion
     frame = cv2.resize(astronaut, (96, 64))
     with torch.inference_mode():
-        sess.process(frame, 0.0)
-        ref0 = sess.alpha_ref.clone()
-        assert sess.handle_key(ord("m")) == "toggle_mode" and sess.mode == "absolute" and anim.alpha_ref is None
-        sess.handle_key(ord("m"))
-        assert sess.mode == "relative" and anim.alpha_ref is sess.alpha_ref
+        out0 = sess.process(frame, 0.0)
+        ref0 = ctrl.alpha_ref.clone()
+        assert keys.handle_key(ord("m")) == "toggle_mode" and ctrl.mode == "absolute"
+        out_abs = sess.process(frame, 0.05)
+        assert sess.last_args.alpha_ref is None and np.abs(out_abs.astype(int) - out0).mean() > 0
+        keys.handle_key(ord("m"))
+        assert ctrl.mode == "relative"
+        sess.process(frame, 0.06)
+        assert sess.last_args.alpha_ref is ctrl.alpha_ref
         for _ in range(15):
-            sess.handle_key(ord("+"))
-        assert sess.motion_power == 2.0  # clamped
-        sess.handle_key(ord("-"))
-        assert sess.motion_power == pytest.approx(1.9)
-        sess.handle_key(ord("p"))
-        assert sess.passthrough
+            keys.handle_key(ord("+"))
+        assert ctrl.power == 2.0  # clamped
+        keys.handle_key(ord("-"))
+        assert ctrl.power == pytest.approx(1.9)
+        keys.handle_key(ord("p"))
+        assert keys.passthrough
         np.testing.assert_array_equal(sess.process(frame, 0.1), letterbox(frame, 96, 64))
-        sess.handle_key(ord("p"))
+        keys.handle_key(ord("p"))
         state_a = anim.source
         out_a = sess.process(frame, 0.2)
-        assert sess.handle_key(ord("n")) == "next_source" and sess.source_index == 1 and anim.source is not state_a
+        assert keys.handle_key(ord("n")) == "next_source" and keys.source_index == 1
         assert np.abs(sess.process(frame, 0.3).astype(int) - out_a).mean() > 0
-        sess.handle_key(ord("n"))
+        assert anim.source is not state_a
+        keys.handle_key(ord("n"))
+        sess.process(frame, 0.35)
         assert anim.source is state_a  # encoded once, reused
-        sess.handle_key(ord("r"))
-        assert sess.want_reference
+        keys.handle_key(ord("r"))
+        assert ctrl.want_reference
         sess.process(np.ascontiguousarray(frame[:, ::-1]), 0.4)
-        assert not sess.want_reference and not torch.equal(sess.alpha_ref, ref0)
-        assert sess.handle_key(-1) is None and sess.handle_key(ord("x")) is None
-        sess.handle_key(27)
-        assert not sess.running
+        assert not ctrl.want_reference and not torch.equal(ctrl.alpha_ref, ref0)
+        # live direction offsets: select direction 2, nudge it up twice, then reset
+        keys.handle_key(ord("d")), keys.handle_key(ord("d"))
+        keys.handle_key(ord("k")), keys.handle_key(ord("k"))
+        assert ctrl.selected == 2 and float(ctrl.offsets[2]) == pytest.approx(0.2)
+        keys.handle_key(ord("o"))
+        assert not ctrl.offsets.any()
+        assert keys.handle_key(-1) is None and keys.handle_key(ord("x")) is None
+        keys.handle_key(27)
+        assert not keys.running
     assert any("reference" in m for m in said)
 
 
@@ -187,11 +207,10 @@ class SceneCam:
         pass
 
 
-def _cfg(media, **kw):
-    base = dict(sources=(media / "astro.png", media / "astro_small.png"), driving="0", width=160, height=96,
-                vcam_backend="fake", stats_every=0)
-    base.update(kw)
-    return LiveConfig(**base)
+def _cfg(media, sources=None, **run):
+    sources = sources or (media / "astro.png", media / "astro_small.png")
+    return LiveConfig(sources=sources).replace(output={"size": (160, 96), "vcam_backend": "fake"},
+                                               run={"stats_every": 0, **run})
 
 
 def test_hotkeys_work_in_webcam_mode(media, tiny_generator, scene):
@@ -203,8 +222,8 @@ def test_hotkeys_work_in_webcam_mode(media, tiny_generator, scene):
     stats = run_live(_cfg(media), capture=cap, animator=_anim(tiny_generator), window=window)
     assert window.calls == 10 and window.closed  # 'q' stopped the loop; the window was released
     st = stats["state"]
-    assert st == {"mode": "absolute", "motion_power": 1.1, "source_index": 1, "passthrough": True,
-                  "reference_set": True}
+    assert {k: st[k] for k in ("mode", "motion_power", "source_index", "passthrough", "reference_set")} == {
+        "mode": "absolute", "motion_power": 1.1, "source_index": 1, "passthrough": True, "reference_set": True}
     # the window is also refreshed while waiting for a camera frame, so frames <= key polls
     assert fake.instances[0].count == stats["frames"] and 3 <= stats["frames"] <= 10
     assert fake.instances[0].closed
@@ -273,10 +292,14 @@ def test_subcommands(capsys, monkeypatch):
     assert main(["bench", "--frames", "5"]) == 0 and seen == [["--frames", "5"]]
 
 
-def test_dry_run_prints_config(capsys):
-    assert main(["--source", "face.png", "--dry-run", "--size", "640x360", "--motion-power", "1.5"]) == 0
+def test_dry_run_prints_config(capsys, tmp_path):
+    face = tmp_path / "face.png"
+    face.write_bytes(b"x")
+    assert main(["--source", str(face), "--dry-run", "--size", "640x360", "--motion-power", "1.5"]) == 0
     out = capsys.readouterr().out
-    assert "width = 640" in out and "motion_power = 1.5" in out and "backend = auto" in out
+    assert "output.size = [640, 360]" in out and "motion.motion_power = 1.5" in out and "model.backend = auto" in out
     with pytest.raises(SystemExit) as e:
-        main(["--source", "face.png", "--motion-power", "3"])
+        main(["--source", str(face), "--motion-power", "3"])
     assert e.value.code == 2
+    assert main(["--source", str(tmp_path / "missing.png"), "--dry-run"]) == 2
+    assert "source image not found" in capsys.readouterr().err

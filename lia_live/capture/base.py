@@ -11,18 +11,14 @@ import numpy as np
 
 @dataclass
 class Frame:
-    """One captured frame: RGB uint8 H×W×3, its capture time (``time.perf_counter()``, for latency), its
-    index, and its media time in seconds (``pts``: index / fps for files, the capture time for cameras),
-    which drives smoothing and easing so a file gives the same result at any processing speed."""
+    """One captured frame: RGB uint8 H×W×3, when it was captured (``time.perf_counter()``, for latency), its
+    index, and its media time in seconds (index / fps for files, the capture time for cameras), which drives
+    smoothing and easing so a file gives the same result at any processing speed."""
 
     image: np.ndarray
-    t: float
+    captured: float
     index: int
-    pts: float | None = None
-
-    @property
-    def time(self) -> float:
-        return self.t if self.pts is None else self.pts
+    media_time: float
 
 
 class Capture:

@@ -117,7 +117,8 @@ class CameraCapture(Capture):
         while not self._stop.is_set():
             ok, bgr = self._cap.read()
             if ok and bgr is not None:
-                frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.perf_counter(), self._index)
+                now = time.perf_counter()
+                frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now, self._index, now)
                 with self._cond:
                     if self._lost:
                         self._lost = False

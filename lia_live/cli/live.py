@@ -9,102 +9,61 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
-from .common import ArgumentParser, positive_float, user_errors
+from .common import ArgumentParser, user_errors
+from .configargs import add_config_args, config_from_args
 
 SUBCOMMANDS = ("backends", "bench")
 
 
-def _size(text: str) -> tuple[int, int]:
-    import argparse
-
-    try:
-        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1280x720, got {text!r}") from None
-    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
-        raise argparse.ArgumentTypeError(f"size {w}x{h}: each side must be even and within 16..7680x4320")
-    return w, h
+GROUPS = (("model", "model"), ("capture", "input"), ("motion", "tracking and motion"), ("output", "output"),
+          ("run", "run"))
 
 
 def build_parser() -> ArgumentParser:
     from ..live import HOTKEY_HELP
+    from ..settings import LiveConfig
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md")
-    g = p.add_argument_group("model")
-    g.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
+                       "'lia-live bench ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
+                       formatter_class=argparse.HelpFormatter)
+    p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
-    g.add_argument("--checkpoint", type=Path, help="LIA checkpoint; default checkpoints/vox.pt, then "
-                   "$LIA_CHECKPOINT, then the bundled demo model")
-    g.add_argument("--backend", default="auto", help="inference backend (auto = fastest available; "
-                   "see 'lia-live backends')")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                   help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
-    g = p.add_argument_group("input")
-    g.add_argument("--driving", default="0", help="camera index, stream URL, video file or frame folder")
-    g.add_argument("--camera-size", type=_size, default=(1280, 720), metavar="WxH",
-                   help="requested camera resolution")
-    g.add_argument("--camera-fps", type=positive_float(1, 240), help="requested camera fps "
-                   "(for a file or folder: its frame rate)")
-    g.add_argument("--no-mjpg", dest="mjpg", action="store_false", help="do not ask the camera for MJPG")
-    g = p.add_argument_group("tracking and motion")
-    g.add_argument("--crop", choices=("auto", "none"), default="auto",
-                   help="driving frames: auto = track the face (VoxCeleb-style square); none = centre square")
-    g.add_argument("--source-crop", choices=("auto", "none"), default="auto",
-                   help="source portrait: auto = crop like the training data; none = use as is (centre square)")
-    g.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="run the face detector every N frames (every frame while the face is lost)")
-    g.add_argument("--mode", choices=("relative", "absolute"), default="relative",
-                   help="relative: motion relative to a reference pose taken at start (hotkey r retakes it)")
-    g.add_argument("--motion-power", type=positive_float(0, 2), default=1.0,
-                   help="scale of the relative motion, 0-2")
-    g.add_argument("--ease", type=positive_float(0, 60), default=1.0, metavar="SECONDS",
-                   help="when the face is lost, ease back to the neutral pose with this time constant")
-    g = p.add_argument_group("output")
-    g.add_argument("--compose", choices=("crop", "paste"), default="crop",
-                   help="crop: the animated head; paste: pasted back into the full source portrait")
-    g.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (aspect kept)")
-    g.add_argument("--fps", type=positive_float(1, 240), help="output fps (default 30; a file output from "
-                   "a video input keeps the video's fps)")
-    g.add_argument("--no-vcam", dest="vcam", action="store_false", help="do not open a virtual camera")
-    g.add_argument("--vcam-device", help="virtual camera device (e.g. /dev/video9)")
-    g.add_argument("--vcam-backend", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
-    g.add_argument("--preview", action="store_true", help="show input | output with stats; enables hotkeys")
-    g.add_argument("--output", type=Path, metavar="FILE.mp4", help="also record to FILE.mp4 (or a PNG folder)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    g = p.add_argument_group("run")
-    g.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    g.add_argument("--stats-every", type=positive_float(0, 3600), default=5.0, metavar="SECONDS",
-                   help="print fps and per-stage ms this often (0: only at exit)")
-    g.add_argument("--stats-json", type=Path, metavar="FILE", help="write the run's stats as JSON at exit")
-    g.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    hints = LiveConfig.__dataclass_fields__
+    for name, title in GROUPS:
+        add_config_args(p.add_argument_group(title), hints[name].default_factory, name)
+    p.add_argument("--dry-run", action="store_true", help="check the inputs, print the resolved configuration "
+                   "and exit")
     return p
 
 
 def parse_config(argv=None):
-    from ..live import LiveConfig
+    from ..settings import LiveConfig
 
     a = build_parser().parse_args(argv)
-    if a.detect_every < 1:
-        raise UserError(f"--detect-every must be >= 1, got {a.detect_every}")
-    if a.max_frames is not None and a.max_frames < 1:
-        raise UserError(f"--max-frames must be >= 1, got {a.max_frames}")
-    return LiveConfig(sources=tuple(a.source), driving=str(a.driving), checkpoint=a.checkpoint,
-                      backend=a.backend, device=a.device, precision=a.precision, mode=a.mode,
-                      motion_power=a.motion_power, source_crop=a.source_crop, crop=a.crop,
-                      detect_every=a.detect_every, compose=a.compose, width=a.size[0], height=a.size[1],
-                      fps=a.fps or 30.0, fps_given=a.fps is not None, camera_width=a.camera_size[0],
-                      camera_height=a.camera_size[1], camera_fps=a.camera_fps, mjpg=a.mjpg, vcam=a.vcam,
-                      vcam_device=a.vcam_device, vcam_backend=a.vcam_backend, preview=a.preview,
-                      output=a.output, overwrite=a.overwrite, stats_json=a.stats_json,
-                      stats_every=a.stats_every, max_frames=a.max_frames, ease_seconds=a.ease), a.dry_run
+    hints = LiveConfig.__dataclass_fields__
+    groups = {name: config_from_args(hints[name].default_factory, a, name) for name, _ in GROUPS}
+    return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
+
+
+def check_inputs(cfg) -> None:
+    """What --dry-run (and every run) checks before loading anything: the files named exist."""
+    for src in cfg.sources:
+        if not Path(src).is_file():
+            raise UserError(f"source image not found: {src}")
+    d = cfg.capture.driving
+    if not d.isdigit() and "://" not in d and not Path(d).exists():
+        raise UserError(f"driving input not found: {d} (give a camera index like 0, a stream URL, a video "
+                        f"file or a folder of frames)")
+    if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
+        raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
+    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
+        raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
 
 
 def list_backends(argv) -> int:
@@ -142,14 +101,19 @@ def main(argv=None) -> int:
     if argv and argv[0] == "bench":
         return run_bench(argv[1:])
     cfg, dry_run = parse_config(argv)
+    check_inputs(cfg)
     if dry_run:
-        for k, v in asdict(cfg).items():
-            print(f"{k} = {v}")
+        for group, values in cfg.to_dict().items():
+            if isinstance(values, dict):
+                for k, v in values.items():
+                    print(f"{group}.{k} = {v}")
+            else:
+                print(f"{group} = {values}")
         return 0
     from ..live import run_live
 
-    run_live(cfg)
-    return 0
+    stats = run_live(cfg)
+    return int(stats.get("exit_code", 0))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""Stages that run concurrently, joined by bounded hand-offs, so throughput is the slowest stage, not the sum.
+
+A :class:`Handoff` joins two stages. ``newest_only`` (live cameras): holding one item, a new ``put``
+replaces a pending one that the next stage has not taken yet (counted in ``dropped``), so a slow stage
+always works on the newest frame and latency stays bounded. Otherwise (files): items are delivered in
+order and ``put`` waits while ``capacity`` items are pending, so every frame arrives exactly once.
+
+:class:`StageThread` runs ``fn(item) -> item | None`` over its inbox into its outbox until the inbox
+ends (``close``) or the shared stop event is set; an exception stops the whole pipeline and is re-raised
+by :meth:`Pipeline.raise_errors` in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+_END = object()
+
+
+class Handoff:
+    """A bounded single-producer/single-consumer hand-off (see the module docstring)."""
+
+    def __init__(self, newest_only: bool, capacity: int = 2, name: str = "handoff"):
+        self.newest_only = newest_only
+        self.capacity = 1 if newest_only else max(1, capacity)
+        self.name = name
+        self.dropped = 0
+        self._items: deque = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        """Hand ``item`` on; False when the pipeline is stopping (the item was not delivered)."""
+        with self._cond:
+            if self.newest_only:
+                if self._items:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self.capacity and not stop.is_set():
+                    self._cond.wait(0.05)
+                if stop.is_set():
+                    return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def close(self) -> None:
+        """No more items will come: the consumer sees the end once it has taken the pending ones."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, stop: threading.Event, timeout: float | None = None) -> Any:
+        """The next item; ``None`` after ``timeout`` with nothing pending; :data:`END` at the end or on stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed or stop.is_set():
+                    return _END
+                wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+                self._cond.wait(wait)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+END = _END
+
+
+class StageThread(threading.Thread):
+    """Runs ``fn`` over ``inbox`` (None: a source stage, ``fn(None)`` called until it returns END) into ``outbox``."""
+
+    def __init__(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff,
+                 pipeline: "Pipeline"):
+        super().__init__(name=f"lia-{name}", daemon=True)
+        self.fn, self.inbox, self.outbox, self.pipeline = fn, inbox, outbox, pipeline
+
+    def run(self) -> None:
+        stop = self.pipeline.stop
+        try:
+            while not stop.is_set():
+                item = None if self.inbox is None else self.inbox.get(stop, timeout=None)
+                if item is END:
+                    break
+                out = self.fn(item)
+                if out is END:
+                    break
+                if out is not None and not self.outbox.put(out, stop):
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which re-raises it
+            self.pipeline.fail(e)
+        finally:
+            self.outbox.close()
+
+
+class Pipeline:
+    """A chain of :class:`StageThread` s ending in a hand-off that the caller's thread consumes."""
+
+    def __init__(self, stop: threading.Event | None = None):
+        self.stop = stop or threading.Event()
+        self.threads: list[StageThread] = []
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def stage(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff) -> Handoff:
+        self.threads.append(StageThread(name, fn, inbox, outbox, self))
+        return outbox
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            self.errors.append(error)
+        self.stop.set()
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Stop and wait for every stage thread (each finishes the item it is working on)."""
+        self.stop.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))

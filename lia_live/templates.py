@@ -1,0 +1,226 @@
+"""Motion you can keep: motion templates (``.npz``) and direction-offset files (``.json``).
+
+A motion template records, per frame, what the animator was asked to show — no face pixels leave the
+machine — so any portrait can be animated from it later (``lia-animate --motion FILE``) and the replay
+reproduces the direct run exactly. Format (numpy ``.npz``, all arrays; about 85 bytes per frame):
+
+=================  ============  ==========================================================================
+key                shape/dtype   meaning
+=================  ============  ==========================================================================
+``alpha``          (N, M) f32    the driving motion α of each frame; NaN rows: no face (the portrait's pose)
+``time``           (N,) f64      media time of each frame, seconds
+``power``          (N,) f32      motion power (relative mode)
+``relative``       (N,) bool     relative (True) or absolute motion
+``ref_frames``     (K,) i32      frames at which the reference pose changed (relative mode)
+``ref_alpha``      (K, M) f32    the reference α from each of those frames on
+``off_frames``     (J,) i32      frames at which the direction offsets changed (optional)
+``off_values``     (J, M) f32    the offsets from each of those frames on
+``fps``            () f64        frame rate of the recording
+``model_sha256``   () str        SHA-256 of the generator's weights (a template only fits its own model)
+``size``           () i64        the model's image size
+``motion_dim``     () i64        M
+``format``         () str        "lia-live-motion/1"
+=================  ============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .fsutil import atomic_path, write_atomic
+
+if TYPE_CHECKING:
+    from .animator import Animator
+    from .capture.base import Frame
+    from .motion import MotionArgs
+
+FORMAT = "lia-live-motion/1"
+OFFSETS_FORMAT = "lia-live-offsets/1"
+
+
+def model_hash(anim: "Animator") -> str:
+    """SHA-256 of the animator's generator (config and weights), computed once per animator."""
+    cached = getattr(anim, "_model_sha256", None)
+    if cached is None:
+        from .backends.engines import weights_hash
+
+        cached = weights_hash(anim.backend.generator)
+        anim._model_sha256 = cached
+    return cached
+
+
+def _row(t: torch.Tensor | None, m: int) -> np.ndarray:
+    if t is None:
+        return np.full(m, np.nan, np.float32)
+    return t.detach().float().reshape(-1).cpu().numpy().astype(np.float32)
+
+
+class MotionRecorder:
+    """Collects :class:`~lia_live.motion.MotionArgs` frame by frame; :meth:`save` writes the template."""
+
+    def __init__(self, anim: "Animator", fps: float):
+        self.anim = anim
+        self.fps = float(fps)
+        self.m = int(anim.basis.shape[1])
+        self.alpha: list[np.ndarray] = []
+        self.time: list[float] = []
+        self.power: list[float] = []
+        self.relative: list[bool] = []
+        self.ref_frames: list[int] = []
+        self.ref_alpha: list[np.ndarray] = []
+        self.off_frames: list[int] = []
+        self.off_values: list[np.ndarray] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self.alpha)
+
+    def add(self, frame: "Frame | float", alpha: torch.Tensor | None, args: "MotionArgs") -> None:
+        """Record one frame: ``args`` as given to the animator (``alpha``, the raw α, is not needed)."""
+        i = len(self.alpha)
+        self.alpha.append(_row(args.alpha, self.m))
+        self.time.append(float(frame if isinstance(frame, (int, float)) else frame.media_time))
+        self.power.append(float(args.power))
+        self.relative.append(args.alpha_ref is not None)
+        if args.alpha_ref is not None:
+            ref = _row(args.alpha_ref, self.m)
+            if not self.ref_alpha or not np.array_equal(self.ref_alpha[-1], ref):
+                self.ref_frames.append(i)
+                self.ref_alpha.append(ref)
+        off = _row(args.offset, self.m) if args.offset is not None else np.zeros(self.m, np.float32)
+        if (self.off_values and not np.array_equal(self.off_values[-1], off)) or (not self.off_values and off.any()):
+            self.off_frames.append(i)
+            self.off_values.append(off)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the template atomically; returns its path."""
+        m = self.m
+        arrays = {
+            "format": np.array(FORMAT), "alpha": np.array(self.alpha, np.float32).reshape(-1, m),
+            "time": np.array(self.time, np.float64), "power": np.array(self.power, np.float32),
+            "relative": np.array(self.relative, bool), "ref_frames": np.array(self.ref_frames, np.int32),
+            "ref_alpha": np.array(self.ref_alpha, np.float32).reshape(-1, m), "fps": np.array(self.fps),
+            "model_sha256": np.array(model_hash(self.anim)), "size": np.array(self.anim.size, np.int64),
+            "motion_dim": np.array(m, np.int64),
+        }
+        if self.off_frames:
+            arrays["off_frames"] = np.array(self.off_frames, np.int32)
+            arrays["off_values"] = np.array(self.off_values, np.float32).reshape(-1, m)
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        return path
+
+
+@dataclass
+class MotionTemplate:
+    """A loaded template (see the module docstring for the fields)."""
+
+    path: Path
+    alpha: np.ndarray
+    time: np.ndarray
+    power: np.ndarray
+    relative: np.ndarray
+    ref_frames: np.ndarray
+    ref_alpha: np.ndarray
+    off_frames: np.ndarray
+    off_values: np.ndarray
+    fps: float
+    model_sha256: str
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.alpha)
+
+    def check_model(self, anim: "Animator") -> None:
+        """Refuse a template recorded with another model (one line)."""
+        if self.alpha.shape[1] != anim.basis.shape[1] or self.size != anim.size:
+            raise UserError(f"motion template {self.path.name} was recorded with a {self.size}² model with "
+                            f"{self.alpha.shape[1]} motion directions; this model is {anim.size}² with "
+                            f"{anim.basis.shape[1]}")
+        if self.model_sha256 != model_hash(anim):
+            raise UserError(f"motion template {self.path.name} was recorded with another model (weights "
+                            f"{self.model_sha256[:12]}…, this one {model_hash(anim)[:12]}…): motion codes only "
+                            f"mean something to the model that made them")
+
+    def args(self, device: torch.device | str = "cpu") -> Iterator["MotionArgs"]:
+        """The animator's arguments, frame by frame."""
+        from .motion import MotionArgs
+
+        def at(frames: np.ndarray, values: np.ndarray, i: int) -> torch.Tensor | None:
+            k = int(np.searchsorted(frames, i, side="right")) - 1
+            return None if k < 0 else torch.from_numpy(values[k]).reshape(1, -1).to(device)
+
+        for i in range(len(self)):
+            a = self.alpha[i]
+            alpha = None if np.isnan(a).any() else torch.from_numpy(a).reshape(1, -1).to(device)
+            ref = at(self.ref_frames, self.ref_alpha, i) if self.relative[i] else None
+            if self.relative[i] and ref is None:
+                ref = alpha
+            off = at(self.off_frames, self.off_values, i)
+            if off is not None and not bool(off.any()):
+                off = None
+            yield MotionArgs(alpha, ref, float(self.power[i]), off)
+
+
+def load_template(path: str | os.PathLike) -> MotionTemplate:
+    """Read a motion template (one line on any problem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"motion template not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path.name} is not a motion template (.npz): {e}") from None
+    if str(d.get("format", "")) != FORMAT:
+        raise UserError(f"{path.name} is not a lia-live motion template (format {str(d.get('format'))!r})")
+    try:
+        m = int(d["motion_dim"])
+        empty = np.zeros((0,), np.int32), np.zeros((0, m), np.float32)
+        t = MotionTemplate(path, d["alpha"].astype(np.float32), d["time"].astype(np.float64),
+                           d["power"].astype(np.float32), d["relative"].astype(bool),
+                           d["ref_frames"].astype(np.int64), d["ref_alpha"].astype(np.float32),
+                           d.get("off_frames", empty[0]).astype(np.int64), d.get("off_values", empty[1]),
+                           float(d["fps"]), str(d["model_sha256"]), int(d["size"]))
+    except KeyError as e:
+        raise UserError(f"motion template {path.name} lacks the field {e.args[0]!r}") from None
+    n = len(t.alpha)
+    if t.alpha.ndim != 2 or t.alpha.shape[1] != m or any(len(x) != n for x in (t.time, t.power, t.relative)):
+        raise UserError(f"motion template {path.name} is inconsistent (per-frame arrays of different lengths)")
+    if n == 0:
+        raise UserError(f"motion template {path.name} holds no frames")
+    return t
+
+
+def load_offsets(path: str | os.PathLike, anim: "Animator") -> list[float]:
+    """Direction offsets saved by :func:`save_offsets` (one line on any problem)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        values = [float(v) for v in doc["offsets"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"offsets file {path} is unreadable: {e}") from None
+    if doc.get("format") != OFFSETS_FORMAT:
+        raise UserError(f"{path} is not a lia-live offsets file")
+    if len(values) != anim.basis.shape[1]:
+        raise UserError(f"offsets file {path} has {len(values)} values; this model has "
+                        f"{anim.basis.shape[1]} motion directions")
+    if doc.get("model_sha256") not in (None, model_hash(anim)):
+        raise UserError(f"offsets file {path} was made for another model")
+    return values
+
+
+def save_offsets(path: str | os.PathLike, offsets: torch.Tensor, anim: "Animator") -> Path:
+    doc = {"format": OFFSETS_FORMAT, "model_sha256": model_hash(anim),
+           "offsets": [round(float(v), 6) for v in offsets.reshape(-1)]}
+    return write_atomic(path, json.dumps(doc, indent=2) + "\n")
