@@ -1,18 +1,37 @@
-"""The offline job behind ``lia-animate``: source + driving video → animated video / PNG frames."""
+"""The offline job behind ``lia-animate``: source + driving video (or a motion template) → video / PNG frames.
+
+    decode + crop (thread) ─► [motion encoder, batch of N] ─► [synthesis, batch of N] ─► encode (thread)
+
+Decoding and encoding run off the model's thread; the model works on ``batch_size`` frames per step (on a
+GPU batches amortise the per-call cost: 1.26 ms/frame at batch 32 against 9.7 ms at batch 1, measured on
+an H200). The reference pose of relative motion is the first driving frame (``first``, the official
+demo) or the frame whose motion is nearest the portrait's own (``auto``). Every frame's motion can be
+recorded as a template (:mod:`lia_live.templates`) and replayed onto any portrait without the video.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from .animator import Animator
 from .errors import UserError
-from .imaging import from_tensor
+from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
-from .runtime import ModelConfig, make_animator
+from .log import log
+from .motion import MotionArgs, nearest_to
+from .pipeline import END, Handoff, Pipeline
+from .runtime import make_animator
+from .settings import ModelConfig
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Frames per model step when the user gives none: 8 on CUDA (throughput), 1 on CPU (no gain measured)."""
+    return 8 if torch.device(device).type == "cuda" else 1
 
 
 def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
@@ -30,8 +49,11 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator
     from .tracking import FaceCropper
 
     cropper = FaceCropper(out_size=size)
-    for f in frames:
-        yield cropper.crop(f)
+    try:
+        for f in frames:
+            yield cropper.crop(f)
+    finally:
+        cropper.close()
 
 
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
@@ -47,10 +69,166 @@ def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps
     m = anim.basis.shape[1]
     if not 0 <= direction < m:
         raise UserError(f"--manipulate must be a direction index in [0, {m - 1}], got {direction}")
-    src = anim.source
     for a in np.linspace(lo, hi, steps):
-        latent = src.latent + src.alpha @ anim.basis.t() + float(a) * anim.basis[:, direction]
-        yield from_tensor(anim.render_latent(latent))[0]
+        yield from_tensor(anim.render_direction(direction, float(a)))[0]
+
+
+# ---- batched driving ---------------------------------------------------------------------------------
+def _batches(frames: Iterable[np.ndarray], size: int, batch: int, limit: int | None) -> Iterator[torch.Tensor]:
+    """Model-ready batches (B, 3, S, S) of the driving frames (resized to the model size)."""
+    buf: list[torch.Tensor] = []
+    for i, f in enumerate(frames):
+        if limit is not None and i >= limit:
+            break
+        buf.append(to_tensor(f, size))  # (1, 3, S, S)
+        if len(buf) == batch:
+            yield torch.cat(buf)
+            buf = []
+    if buf:
+        yield torch.cat(buf)
+
+
+def render_args(anim: Animator, args: list[MotionArgs]) -> torch.Tensor:
+    """Images (B, 3, S, S) for a batch of per-frame motion arguments.
+
+    The latent of each frame is computed on its own (1, M) row, in the same way whether the arguments come
+    from a video or a motion template, so a replay reproduces the direct run bit for bit.
+    """
+    latents = [anim.latent(a.alpha, a.alpha_ref, a.power, a.offset) for a in args]  # B × (1, D)
+    return anim.render_latent(torch.cat(latents))  # (B, 3, S, S)
+
+
+@dataclass
+class DrivePlan:
+    """How driving motion becomes frames: the mode, the reference choice, the power."""
+
+    mode: str = "relative"
+    reference: str = "first"
+    power: float = 1.0
+
+
+class VideoDriver:
+    """Motion of a driving video → per-frame :class:`MotionArgs`, with the reference chosen per the plan."""
+
+    def __init__(self, anim: Animator, plan: DrivePlan):
+        self.anim, self.plan = anim, plan
+        self.alpha_ref: torch.Tensor | None = None
+        self.choice: dict[str, Any] | None = None
+
+    def args(self, alphas: torch.Tensor) -> list[MotionArgs]:
+        """Arguments for a batch of α (B, M) in the plan's mode."""
+        if self.plan.mode == "absolute":
+            return [MotionArgs(a[None], None, self.plan.power, None) for a in alphas]
+        if self.alpha_ref is None:
+            self.alpha_ref = alphas[:1].clone()  # the first frame (reference "first")
+        return [MotionArgs(a[None], self.alpha_ref, self.plan.power, None) for a in alphas]
+
+    def choose_reference(self, all_alphas: torch.Tensor) -> None:
+        """``reference="auto"``: the frame whose α is nearest the portrait's α_src (over the whole video)."""
+        src = self.anim.source.alpha  # (1, M)
+        best = nearest_to(all_alphas, src)
+        d = (all_alphas.float().cpu() - src.float().cpu()).norm(dim=1)  # (N,)
+        self.alpha_ref = all_alphas[best:best + 1].clone()
+        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
+                       "frames": len(all_alphas)}
+        log(f"reference pose: frame {best} of {len(all_alphas)} (distance to the portrait's pose "
+            f"{float(d[best]):.3f}; first frame {float(d[0]):.3f})")
+
+
+def _background(items: Iterable, pipe: Pipeline, name: str, capacity: int = 2) -> Handoff:
+    """Iterate ``items`` in a thread of ``pipe``; returns the hand-off that delivers them in order."""
+    out = Handoff(newest_only=False, capacity=capacity, name=name)
+    it = iter(items)
+
+    def pull(_item):
+        try:
+            return next(it)
+        except StopIteration:
+            return END
+
+    pipe.stage(name, pull, None, out)
+    return out
+
+
+def _drain(handoff: Handoff, pipe: Pipeline) -> Iterator[Any]:
+    while True:
+        item = handoff.get(pipe.stop)
+        if item is END:
+            pipe.raise_errors()
+            return
+        if item is not None:
+            yield item
+
+
+def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan, batch: int,
+                  limit: int | None = None, recorder=None) -> Iterator[np.ndarray]:
+    """Animate ``anim``'s source with driving frames (already cropped), ``batch`` frames per model step.
+
+    Decoding (and face tracking) of ``frames`` runs in a background thread.
+    """
+    driver = VideoDriver(anim, plan)
+    pipe = Pipeline()
+    decoded = _background(_batches(frames, anim.size, batch, limit), pipe, "decode")
+    pipe.start()
+    try:
+        with torch.inference_mode():
+            if plan.mode == "relative" and plan.reference == "auto":
+                alphas = [anim.motion(x) for x in _drain(decoded, pipe)]  # every frame's α first
+                if not alphas:
+                    return
+                all_alphas = torch.cat(alphas)  # (N, M)
+                driver.choose_reference(all_alphas)
+                batches: Iterable[torch.Tensor] = all_alphas.split(batch)
+            else:
+                batches = (anim.motion(x) for x in _drain(decoded, pipe))
+            for alpha in batches:
+                args = driver.args(alpha)
+                if recorder is not None:
+                    for i, a in enumerate(args):
+                        recorder.add(float(recorder.frames) / recorder.fps, a.alpha, a)
+                yield from from_tensor(render_args(anim, args))
+    finally:
+        pipe.join()
+    pipe.raise_errors()
+
+
+def replay_template(anim: Animator, template, batch: int, limit: int | None = None) -> Iterator[np.ndarray]:
+    """Animate ``anim``'s source from a motion template, ``batch`` frames per step."""
+    template.check_model(anim)
+    args = list(template.args(anim.device))[:limit]
+    with torch.inference_mode():
+        for i in range(0, len(args), batch):
+            yield from from_tensor(render_args(anim, args[i:i + batch]))
+
+
+class _Encoder:
+    """Writes frames in a background thread (encoding off the model's thread); errors surface on the next call."""
+
+    def __init__(self, writer, capacity: int = 8):
+        self.writer = writer
+        self.pipe = Pipeline()
+        self.inbox = Handoff(newest_only=False, capacity=capacity, name="encode")
+        self.pipe.stage("encode", self._write, self.inbox, Handoff(newest_only=False, name="encoded"))
+        self.pipe.start()
+
+    def _write(self, frame: np.ndarray) -> None:
+        self.writer.write(frame)
+        return None
+
+    def write(self, frame: np.ndarray) -> None:
+        self.pipe.raise_errors()
+        self.inbox.put(frame, self.pipe.stop)
+
+    def finish(self) -> None:
+        """Wait until every frame is written; re-raise a write error."""
+        self.inbox.close()
+        for t in self.pipe.threads:
+            while t.is_alive():
+                t.join(0.1)
+        self.pipe.raise_errors()
+
+    def cancel(self) -> None:
+        self.pipe.join()
 
 
 def run_animate(cfg) -> int:
@@ -58,27 +236,43 @@ def run_animate(cfg) -> int:
 
     Inputs and the output path are checked before the model is loaded, so a typo fails at once.
     """
+    from .templates import MotionRecorder, load_template
+
     source = read_image(cfg.source, "source image")
-    drive = None if cfg.manipulate is not None else open_frames(cfg.driving, cfg.fps)
+    template = load_template(cfg.motion) if getattr(cfg, "motion", None) else None
+    drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
     if drive is None:
-        writer = open_writer(cfg.output, cfg.fps or 10.0, overwrite=cfg.overwrite)
+        fps = cfg.fps or (template.fps if template is not None else 10.0)
+        writer = open_writer(cfg.output, fps, overwrite=cfg.overwrite)
     else:
         writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
                              overwrite=cfg.overwrite)
+    encoder: _Encoder | None = None
     try:
-        anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision),
-                             cfg.motion_power)
+        anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
+                                         tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
+        batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device)
         anim.set_source(crop_source(source, cfg.source_crop, anim.size, str(cfg.source)))
-        if drive is None:
+        recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps) if getattr(cfg, "record_motion", None) and drive \
+            else None
+        if cfg.manipulate is not None:
             frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
             total = cfg.steps
+        elif template is not None:
+            frames = replay_template(anim, template, batch, cfg.max_frames)
+            total = min(len(template), cfg.max_frames or len(template))
         else:
             total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-            frames = _animate_frames(anim, _crop_stream(iter(drive), cfg.crop, anim.size), cfg.mode, cfg.max_frames)
-        with torch.inference_mode():
-            for out in _progress(frames, total, cfg.progress, "lia-animate"):
-                writer.write(out)
+            plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
+            frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
+                                   cfg.max_frames, recorder)
+        encoder = _Encoder(writer)
+        for out in _progress(frames, total, cfg.progress, "lia-animate"):
+            encoder.write(out)
+        encoder.finish()
     except BaseException:
+        if encoder is not None:
+            encoder.cancel()
         if writer.frames:
             writer.close()  # keep what was rendered, finalised and playable
         else:
@@ -87,14 +281,11 @@ def run_animate(cfg) -> int:
     writer.close()
     if writer.frames == 0:
         raise UserError(f"no frames could be read from {cfg.driving}")
+    if recorder is not None:
+        recorder.save(cfg.record_motion)
+        log(f"motion recorded: {cfg.record_motion} ({recorder.frames} frames)")
     return writer.frames
 
 
-def _animate_frames(anim: Animator, frames: Iterator[np.ndarray], mode: str,
-                    max_frames: int | None) -> Iterator[np.ndarray]:
-    for i, frame in enumerate(frames):
-        if max_frames is not None and i >= max_frames:
-            break
-        if i == 0:
-            anim.set_reference(frame if mode == "relative" else None)
-        yield anim.step(frame)
+__all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "default_batch_size", "render_args",
+           "replay_template", "run_animate", "run_manipulation"]

@@ -30,6 +30,11 @@ class AnimateConfig:
     steps: int = 16
     overwrite: bool = False
     progress: bool = True
+    batch_size: int | None = None
+    reference: str = "first"
+    motion: Path | None = None
+    record_motion: Path | None = None
+    backend_options: tuple[str, ...] = ()
 
 
 def build_parser() -> ArgumentParser:
@@ -61,22 +66,43 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
                    help="magnitudes swept by --manipulate")
     p.add_argument("--steps", type=int, default=16, help="frames rendered by --manipulate")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--reference", choices=("first", "auto"), default="first",
+                   help="relative mode's reference pose: first = the first driving frame (official demo); auto = "
+                        "the driving frame whose motion is nearest the portrait's own pose")
+    p.add_argument("--motion", type=Path, metavar="FILE.npz",
+                   help="instead of --driving: replay a motion template recorded with --record-motion")
+    p.add_argument("--record-motion", type=Path, metavar="FILE.npz",
+                   help="also record the per-frame motion as a template (no face pixels; see docs/live.md)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="frames per model step (default: 8 on CUDA, 1 on CPU)")
+    p.add_argument("--backend-option", dest="backend_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option (repeatable), e.g. mode=max-autotune for the compile backend")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (or --record-motion file)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 
 
 def parse_config(argv=None) -> AnimateConfig:
     a = build_parser().parse_args(argv)
-    if a.manipulate is None and a.driving is None:
-        raise UserError("give --driving VIDEO_OR_FRAME_DIR (or --manipulate K)")
+    if sum(x is not None for x in (a.manipulate, a.driving, a.motion)) != 1:
+        raise UserError("give exactly one of --driving VIDEO_OR_FRAME_DIR, --motion FILE.npz or --manipulate K")
+    if a.batch_size is not None and not 1 <= a.batch_size <= 1024:
+        raise UserError(f"--batch-size must be within 1..1024, got {a.batch_size}")
+    if a.record_motion is not None:
+        if a.driving is None:
+            raise UserError("--record-motion records the motion of a --driving video")
+        if a.record_motion.exists() and not a.overwrite:
+            raise UserError(f"motion recording already exists: {a.record_motion} (choose another name or pass "
+                            f"--overwrite)")
     if a.steps < 1:
         raise UserError("--steps must be >= 1")
     return AnimateConfig(source=a.source, driving=a.driving, checkpoint=a.checkpoint, output=a.output,
                          mode=a.mode, crop=a.crop, source_crop=a.source_crop, device=a.device,
                          backend=a.backend, precision=a.precision, fps=a.fps, max_frames=a.max_frames,
                          motion_power=a.motion_power, manipulate=a.manipulate, range=tuple(a.range),
-                         steps=a.steps, overwrite=a.overwrite, progress=a.progress)
+                         steps=a.steps, overwrite=a.overwrite, progress=a.progress, batch_size=a.batch_size,
+                         reference=a.reference, motion=a.motion, record_motion=a.record_motion,
+                         backend_options=tuple(a.backend_options))
 
 
 @user_errors("lia-animate")
