@@ -22,13 +22,15 @@ VOX_SHIFT = 0.22  # crop centre is this many box sides above the detector box ce
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in pixels: top-left (x, y), width, height, and the detector's score."""
+    """A face box in pixels: top-left (x, y), width, height, the detector's score, and the roll of the eye
+    line in degrees (clockwise in the image; the box is that of the face turned upright)."""
 
     x: float
     y: float
     w: float
     h: float
     score: float
+    angle: float = 0.0
 
     @property
     def center(self) -> tuple[float, float]:
@@ -97,21 +99,59 @@ FULL_SHIFT = 0.047
 
 
 def _to_detection(d, x0: float, y0: float, sx: float, sy: float) -> Detection:
+    """A mediapipe detection in a window (top-left x0, y0; size sx × sy pixels, axis-aligned) → Detection."""
     bb = d.location_data.relative_bounding_box
-    return Detection(x0 + bb.xmin * sx, y0 + bb.ymin * sy, bb.width * sx, bb.height * sy, float(d.score[0]))
+    kp = d.location_data.relative_keypoints
+    angle = math.degrees(math.atan2((kp[0].y - kp[1].y) * sy, (kp[0].x - kp[1].x) * sx)) if len(kp) > 1 else 0.0
+    return Detection(x0 + bb.xmin * sx, y0 + bb.ymin * sy, bb.width * sx, bb.height * sy, float(d.score[0]),
+                     _wrap(angle + 180.0))
+
+
+def _wrap(deg: float) -> float:
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+def sample_window(image: np.ndarray, cx: float, cy: float, side: float, angle: float, out: int) -> np.ndarray:
+    """An out² RGB sample of the square of ``side`` centred at (cx, cy) and turned by ``angle`` degrees
+    (its x axis along the image direction at ``angle``), borders replicated. Only the pixels around the
+    square are touched: a large square is first decimated by an integer step, so the cost does not grow with
+    the frame or the face size."""
+    import cv2
+
+    h, w = image.shape[:2]
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    r = 0.5 * side * (abs(c) + abs(s)) + 2
+    x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
+    x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((out, out, 3), np.uint8)
+    step = max(1, int(side / (2 * out)))
+    region = np.ascontiguousarray(image[y0:y1:step, x0:x1:step])
+    k = side / (out * step)
+    lin = k * np.array([[c, -s], [s, c]])
+    off = np.array([(cx - x0) / step, (cy - y0) / step]) - lin @ np.array([out / 2, out / 2])
+    m = np.hstack([lin, off[:, None]])  # output pixel → region pixel
+    return cv2.warpAffine(region, m, (out, out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _spans(length: int, side: int) -> list[int]:
+    """Start offsets of windows of ``side`` covering ``length``, evenly spread, overlapping."""
+    n = max(1, math.ceil((length - side) / side) + 1) if length > side else 1
+    return [round(i * (length - side) / (n - 1)) if n > 1 else 0 for i in range(n)]
 
 
 def search_windows(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Where the full-range model looks for a new face: the whole frame, and for a wide (or tall) frame of
-    more than 800 px also two squares of the short side at both ends. The model sees its window at 192 px,
-    so a face needs ≳14 px there: ≳48 px in 640×480, ≳64 px in 1280×720 (squares), ≳81 px in 1920×1080."""
+    """Where the full-range model looks for a new face, as (x, y, width, height): the whole frame; for a
+    frame over 800 px wide (or tall) also squares of its short side; for a short side over 900 px also
+    squares of 2/3 of it. The model sees a window at 192 px and needs the face ≳14 px there: faces from
+    ≈48 px are found in 640×480, ≈64 px in 1280×720 and 1920×1080."""
     wins = [(0, 0, width, height)]
-    if max(width, height) > 800 and max(width, height) > 1.4 * min(width, height):
-        s = min(width, height)
-        if width >= height:
-            wins += [(0, 0, s, s), (width - s, 0, s, s)]
-        else:
-            wins += [(0, 0, s, s), (0, height - s, s, s)]
+    short, long_ = min(width, height), max(width, height)
+    sides = ([short] if long_ > 800 and long_ > 1.4 * short else []) + ([round(short * 2 / 3)] if short > 900 else [])
+    for s in sides:
+        wins += [(x, y, s, s) for y in _spans(height, s) for x in _spans(width, s)]
     return wins
 
 
@@ -140,15 +180,22 @@ class FaceDetector:
         self._turn = 0
 
     def refine(self, image: np.ndarray, near: Detection) -> Detection | None:
-        """The short-range box of the face in the window around ``near`` (None if it finds none)."""
-        win = CropBox(near.center[0], near.center[1], ROI_SCALE * near.side)
-        patch = crop_square(image, win, SHORT_INPUT)  # (128, 128, 3)
+        """The short-range box of the face in the window around ``near``, turned by ``near.angle`` so that
+        the face is upright there (None if the model finds no face)."""
+        side = ROI_SCALE * near.side
+        cx, cy = near.center
+        patch = sample_window(image, cx, cy, side, near.angle, SHORT_INPUT)  # (128, 128, 3)
         res = self._short.process(patch)
         if not res.detections:
             return None
-        k = win.side / SHORT_INPUT
-        best = max(res.detections, key=lambda d: d.score[0])
-        return _to_detection(best, win.cx - win.side / 2, win.cy - win.side / 2, k * SHORT_INPUT, k * SHORT_INPUT)
+        d = _to_detection(max(res.detections, key=lambda d: d.score[0]), 0.0, 0.0, SHORT_INPUT, SHORT_INPUT)
+        k = side / SHORT_INPUT
+        a = math.radians(near.angle)
+        u, v = d.center[0] - SHORT_INPUT / 2, d.center[1] - SHORT_INPUT / 2
+        fx = cx + k * (math.cos(a) * u - math.sin(a) * v)
+        fy = cy + k * (math.sin(a) * u + math.cos(a) * v)
+        fw, fh = k * d.w, k * d.h
+        return Detection(fx - fw / 2, fy - fh / 2, fw, fh, d.score, _wrap(near.angle + d.angle))
 
     def search(self, image: np.ndarray, full_search: bool = True) -> Detection | None:
         """Full-range search of the frame (every window, or the next one in turn), refined."""
@@ -163,7 +210,9 @@ class FaceDetector:
             cands += [_to_detection(d, x0, y0, ww, hh) for d in (res.detections or [])]
         for c in sorted(cands, key=lambda d: -d.score)[:3]:
             s = FULL_SCALE * c.side
-            guess = Detection(c.center[0] - s / 2, c.center[1] + FULL_SHIFT * s - s / 2, s, s, c.score)
+            a = math.radians(c.angle)  # the full-range box is shifted along the face's own vertical
+            gx, gy = c.center[0] - math.sin(a) * FULL_SHIFT * s, c.center[1] + math.cos(a) * FULL_SHIFT * s
+            guess = Detection(gx - s / 2, gy - s / 2, s, s, c.score, c.angle)
             found = self.refine(image, guess)
             if found is not None:
                 return found
