@@ -23,14 +23,15 @@ _NEED = "mediapipe==0.10.21 (the last release with the legacy 'solutions' API an
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Redirect the C-level stderr (fd 2) to /dev/null inside the block; does nothing where fd 2 cannot be
-    redirected (e.g. a captured stderr without a file descriptor)."""
+    redirected."""
+    fd = 2  # native code writes to fd 2 whatever ``sys.stderr`` is
     try:
-        fd = sys.stderr.fileno()
         saved = os.dup(fd)
-    except (AttributeError, OSError, ValueError):
+    except OSError:
         yield
         return
-    sys.stderr.flush()
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, fd)

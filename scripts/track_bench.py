@@ -222,12 +222,39 @@ def jitter(boxes: list) -> list[float]:
     return out
 
 
+def timing(gen: Generator, names: list[str], repeats: int, n: int) -> dict:
+    """Per resolution and method: tracking ms per frame on a 96 px face drifting slowly (every frame after the
+    first), and the first frame (the search of the whole frame). Methods run in turn, ``repeats`` times; per
+    frame the least time over the repeats is kept (the cost with the least interference from other
+    processes on a shared machine), and the mean over repeats is given too."""
+    out = {}
+    for w, h in RESOLUTIONS:
+        shots = sequence(gen, w, h, 96, "frontal", n)
+        trackers = {name: FaceTracker(detector=METHODS[name]()) for name in names}
+        times = {name: [] for name in names}
+        for _ in range(repeats):
+            for name, tr in trackers.items():
+                tr.reset()
+                times[name].append(run_sequence(tr, shots)[3])
+        for name, tr in trackers.items():
+            tr.close()
+            t = np.array(times[name])  # (repeats, n)
+            out[f"{w}x{h} | {name}"] = {"ms_min": float(t[:, 1:].min(0).mean()), "ms_mean": float(t[:, 1:].mean()),
+                                        "first_min": float(t[:, 0].min()), "first_mean": float(t[:, 0].mean())}
+            r = out[f"{w}x{h} | {name}"]
+            print(f"timing {w}x{h} {name}: {r['ms_min']:.2f} ms/frame least of {repeats} ({r['ms_mean']:.2f} mean); "
+                  f"first frame {r['first_min']:.1f} ms ({r['first_mean']:.1f} mean)", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=30, help="frames per sequence (default 30)")
     p.add_argument("--still-frames", type=int, default=60, help="frames of each still-face sequence (default 60)")
     p.add_argument("--methods", nargs="*", default=list(METHODS), help="which methods (default all)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--timing-only", action="store_true", help="only the timing pass")
+    p.add_argument("--repeats", type=int, default=5, help="repeats of the timing pass (default 5)")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     from skimage import data
@@ -238,8 +265,8 @@ def main(argv=None) -> int:
     print(f"load average at start: {os.getloadavg()[0]:.2f} (cpus: {os.cpu_count()})")
     MeshDetector.calibrate(portrait, ref)
     gen = Generator(portrait, ref)
-    results = {}
-    for w, h in RESOLUTIONS:
+    results = {"timing": timing(gen, args.methods, args.repeats, args.frames)}
+    for w, h in ([] if args.timing_only else RESOLUTIONS):
         fill = int(0.55 * h)
         sizes = [s for s in SIZES if s < fill] + [fill]
         seqs = {(s, c): sequence(gen, w, h, s, c, args.frames) for s in sizes for c in CONDITIONS}

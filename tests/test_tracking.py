@@ -112,3 +112,97 @@ def test_detect_every_n_runs_fewer_detections(astronaut):
 def test_detect_every_validated():
     with pytest.raises(UserError, match="detect-every"):
         FaceTracker(detect_every=0)
+
+
+# The astronaut's face box (centre x, y; side) at native size, measured with the short-range model on windows of
+# 1.9-2.5 box sides around the face (the regime of the VoxCeleb calibration; scripts/track_bench.py).
+ASTRO_FACE = (224.4, 124.3, 102.4)
+
+
+def _place(portrait, width, height, face, cx, cy, roll=0.0, noise=None):
+    """``portrait`` warped into a plain width×height frame: face ``face`` px wide centred at (cx, cy), turned by
+    ``roll`` degrees (counter-clockwise), plus optional sensor noise (an rng)."""
+    import cv2
+
+    rx, ry, rs = ASTRO_FACE
+    m = cv2.getRotationMatrix2D((rx, ry), roll, face / rs)
+    m[:, 2] += (cx - rx, cy - ry)
+    frame = cv2.warpAffine(portrait, m, (width, height), flags=cv2.INTER_AREA,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=(110, 120, 130))
+    if noise is not None:
+        frame = np.clip(frame + noise.normal(0, 3.0, frame.shape), 0, 255).astype(np.uint8)
+    return frame
+
+
+@pytest.mark.parametrize("face", [64, 80])
+def test_small_face_in_720p_is_found_at_its_size(astronaut, face):
+    """mediapipe's short-range model on the whole frame (the old tracker) found no face below ~176 px at 720p."""
+    from lia_live.tracking import FaceDetector
+
+    frame = _place(astronaut, 1280, 720, face, 900, 300)
+    with FaceDetector() as det:
+        found = det.detect(frame)
+    assert found is not None
+    assert found.side == pytest.approx(face, rel=0.1)
+    assert np.hypot(found.center[0] - 900, found.center[1] - 300) < 0.1 * face
+
+
+def test_rolled_face_keeps_its_box(astronaut):
+    from lia_live.tracking import FaceDetector
+
+    frame = _place(astronaut, 640, 480, 120, 320, 240, roll=30)
+    with FaceDetector() as det:
+        first = det.detect(frame)
+        again = det.detect(frame, near=first)
+    for d in (first, again):
+        assert d.side == pytest.approx(120, rel=0.1)
+        assert np.hypot(d.center[0] - 320, d.center[1] - 240) < 0.1 * 120
+    # the portrait itself is rolled by ≈ +2.5°; turning it 30° counter-clockwise gives ≈ -27.5°
+    assert again.angle == pytest.approx(-27.5, abs=4)
+
+
+def test_search_windows_cover_wide_frames():
+    from lia_live.tracking import search_windows
+
+    assert search_windows(640, 480) == [(0, 0, 640, 480)]
+    wins = search_windows(1280, 720)
+    assert wins[0] == (0, 0, 1280, 720) and (0, 0, 720, 720) in wins and (560, 0, 720, 720) in wins
+    big = search_windows(1920, 1080)
+    small = [w for w in big if w[2] == 720]
+    assert len(small) == 6  # 3 × 2 squares of 720 px cover the frame
+    covered = np.zeros((1080, 1920), bool)
+    for x, y, w, h in small:
+        covered[y:y + h, x:x + w] = True
+    assert covered.all()
+
+
+def test_still_face_crop_is_steady(astronaut):
+    """Sensor noise on a still face must not shake the crop: frame-to-frame change under 0.5% of its side
+    (measured: ≈0.1% mean; the unsmoothed box moves ≈0.4%)."""
+    rng = np.random.default_rng(0)
+    tr = FaceTracker()
+    boxes = []
+    for i in range(40):
+        r = tr.update(_place(astronaut, 640, 480, 96, 320, 240, noise=rng), i / 30)
+        assert r.found
+        boxes.append(r.box)
+    tr.close()
+    steps = [max(abs(a.cx - b.cx), abs(a.cy - b.cy), abs(a.side - b.side)) / a.side
+             for a, b in zip(boxes, boxes[1:])]
+    print(f"still-face crop: mean step {100 * np.mean(steps):.3f}% of the side, max {100 * max(steps):.3f}%")
+    assert max(steps) < 0.005
+    assert boxes[-1].side == pytest.approx(1.9 * 96, rel=0.1)
+
+
+def test_mediapipe_models_print_nothing(astronaut, capfd):
+    """mediapipe's native INFO/W0000 lines (graph start, first landmarks) must not reach the terminal."""
+    from lia_live.evaluation.metrics import Landmarks
+    from lia_live.tracking import FaceDetector
+
+    lm = Landmarks("face")
+    assert lm(astronaut[:, 40:]).shape == (468, 2)  # a non-square image: mediapipe warns about its ROI
+    lm.close()
+    with FaceDetector() as det:
+        assert det.detect(astronaut) is not None
+    err = capfd.readouterr().err
+    assert "W0000" not in err and "INFO" not in err and err == "", err
