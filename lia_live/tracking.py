@@ -1,4 +1,11 @@
-"""Face tracking and VoxCeleb-style square crops (mediapipe face detection, One-Euro smoothing).
+"""Face tracking and VoxCeleb-style square crops (mediapipe BlazeFace, One-Euro smoothing).
+
+Detection (``FaceDetector``): the full-range model searches the frame for a new face; the short-range model
+then measures it, and follows it from frame to frame, on a 128² window of ``ROI_SCALE`` box sides around the
+last box, turned upright by the eye-line roll. The face thus always fills about half of the short-range
+model's input, whatever the frame size and the distance to the camera: faces from ≈48 px (640×480) or
+≈64 px (1280×720, 1920×1080) wide are found, and the box size does not wander with the face size
+(``scripts/track_bench.py``, ``docs/live.md``).
 
 The LIA vox model was trained on VoxCeleb crops: the whole head with a little of the shoulders. Measured on
 vox-cropped 256² frames (macron, mona_lisa, monroe, taylor), mediapipe's short-range detector box (side s,

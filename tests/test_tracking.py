@@ -119,41 +119,40 @@ def test_detect_every_validated():
 ASTRO_FACE = (224.4, 124.3, 102.4)
 
 
-def _place(portrait, width, height, face, cx, cy, roll=0.0, noise=None):
+def _place(portrait, width, height, face, cx, cy, roll=0.0):
     """``portrait`` warped into a plain width×height frame: face ``face`` px wide centred at (cx, cy), turned by
-    ``roll`` degrees (counter-clockwise), plus optional sensor noise (an rng)."""
+    ``roll`` degrees (counter-clockwise)."""
     import cv2
 
     rx, ry, rs = ASTRO_FACE
     m = cv2.getRotationMatrix2D((rx, ry), roll, face / rs)
     m[:, 2] += (cx - rx, cy - ry)
-    frame = cv2.warpAffine(portrait, m, (width, height), flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=(110, 120, 130))
-    if noise is not None:
-        frame = np.clip(frame + noise.normal(0, 3.0, frame.shape), 0, 255).astype(np.uint8)
-    return frame
+    return cv2.warpAffine(portrait, m, (width, height), flags=cv2.INTER_AREA,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(110, 120, 130))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from lia_live.tracking import FaceDetector
+
+    with FaceDetector() as det:
+        yield det
 
 
 @pytest.mark.parametrize("face", [64, 80])
-def test_small_face_in_720p_is_found_at_its_size(astronaut, face):
+def test_small_face_in_720p_is_found_at_its_size(astronaut, detector, face):
     """mediapipe's short-range model on the whole frame (the old tracker) found no face below ~176 px at 720p."""
-    from lia_live.tracking import FaceDetector
-
     frame = _place(astronaut, 1280, 720, face, 900, 300)
-    with FaceDetector() as det:
-        found = det.detect(frame)
+    found = detector.detect(frame)
     assert found is not None
     assert found.side == pytest.approx(face, rel=0.1)
     assert np.hypot(found.center[0] - 900, found.center[1] - 300) < 0.1 * face
 
 
-def test_rolled_face_keeps_its_box(astronaut):
-    from lia_live.tracking import FaceDetector
-
+def test_rolled_face_keeps_its_box(astronaut, detector):
     frame = _place(astronaut, 640, 480, 120, 320, 240, roll=30)
-    with FaceDetector() as det:
-        first = det.detect(frame)
-        again = det.detect(frame, near=first)
+    first = detector.detect(frame)
+    again = detector.detect(frame, near=first)
     for d in (first, again):
         assert d.side == pytest.approx(120, rel=0.1)
         assert np.hypot(d.center[0] - 320, d.center[1] - 240) < 0.1 * 120
@@ -176,21 +175,31 @@ def test_search_windows_cover_wide_frames():
     assert covered.all()
 
 
+def _steps(boxes):
+    """Frame-to-frame change of consecutive crop boxes, as fractions of the side."""
+    return np.array([max(abs(a.cx - b.cx), abs(a.cy - b.cy), abs(a.side - b.side)) / a.side
+                     for a, b in zip(boxes, boxes[1:])])
+
+
 def test_still_face_crop_is_steady(astronaut):
-    """Sensor noise on a still face must not shake the crop: frame-to-frame change under 0.5% of its side
-    (measured: ≈0.1% mean; the unsmoothed box moves ≈0.4%)."""
-    rng = np.random.default_rng(0)
+    """Sensor noise on a still face must not shake the crop. Measured here after the first 10 frames: the
+    smoothed crop moves 0.044% of its side per frame on average (max 0.14%), the unsmoothed crop of each
+    detection 0.35%; the old whole-frame short-range detector gave 0.095% and 0.91%."""
+    base = _place(astronaut, 640, 480, 96, 320, 240).astype(np.int16)
+    noise = np.random.default_rng(0).normal(0, 3.0, (4, *base.shape)).round().astype(np.int16)  # sensor noise
     tr = FaceTracker()
-    boxes = []
-    for i in range(40):
-        r = tr.update(_place(astronaut, 640, 480, 96, 320, 240, noise=rng), i / 30)
-        assert r.found
+    boxes, raw = [], []
+    for i in range(30):
+        r = tr.update(np.clip(base + noise[i % 4], 0, 255).astype(np.uint8), i / 30)
+        assert r.found and r.detected
         boxes.append(r.box)
+        raw.append(vox_box(tr.last_detection))
     tr.close()
-    steps = [max(abs(a.cx - b.cx), abs(a.cy - b.cy), abs(a.side - b.side)) / a.side
-             for a, b in zip(boxes, boxes[1:])]
-    print(f"still-face crop: mean step {100 * np.mean(steps):.3f}% of the side, max {100 * max(steps):.3f}%")
-    assert max(steps) < 0.005
+    smooth, unsmoothed = _steps(boxes)[10:], _steps(raw)[10:]
+    print(f"still-face crop step: smoothed mean {100 * smooth.mean():.3f}% max {100 * smooth.max():.3f}%, "
+          f"unsmoothed mean {100 * unsmoothed.mean():.3f}%")
+    assert smooth.mean() < 0.0008 and smooth.max() < 0.003
+    assert unsmoothed.mean() < 0.0055
     assert boxes[-1].side == pytest.approx(1.9 * 96, rel=0.1)
 
 
