@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=list(METHODS), help="which methods (default all)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--timing-only", action="store_true", help="only the timing pass")
-    p.add_argument("--repeats", type=int, default=5, help="repeats of the timing pass (default 5)")
+    p.add_argument("--repeats", type=int, default=9, help="repeats of the timing pass (default 9)")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     from skimage import data
