@@ -1,4 +1,11 @@
-"""Face tracking and VoxCeleb-style square crops (mediapipe face detection, One-Euro smoothing).
+"""Face tracking and VoxCeleb-style square crops (mediapipe BlazeFace, One-Euro smoothing).
+
+Detection (``FaceDetector``): the full-range model searches the frame for a new face; the short-range model
+then measures it, and follows it from frame to frame, on a 128² window of ``ROI_SCALE`` box sides around the
+last box, turned upright by the eye-line roll. The face thus always fills about half of the short-range
+model's input, whatever the frame size and the distance to the camera: faces from ≈48 px (640×480) or
+≈64 px (1280×720, 1920×1080) wide are found, and the box size does not wander with the face size
+(``scripts/track_bench.py``, ``docs/live.md``).
 
 The LIA vox model was trained on VoxCeleb crops: the whole head with a little of the shoulders. Measured on
 vox-cropped 256² frames (macron, mona_lisa, monroe, taylor), mediapipe's short-range detector box (side s,
@@ -9,10 +16,7 @@ when the square leaves the image) and returns the 2×3 matrix, so the crop can b
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,13 +29,15 @@ VOX_SHIFT = 0.22  # crop centre is this many box sides above the detector box ce
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in pixels: top-left (x, y), width, height, and the detector's score."""
+    """A face box in pixels: top-left (x, y), width, height, the detector's score, and the roll of the eye
+    line in degrees (clockwise in the image; the box is that of the face turned upright)."""
 
     x: float
     y: float
     w: float
     h: float
     score: float
+    angle: float = 0.0
 
     @property
     def center(self) -> tuple[float, float]:
@@ -92,62 +98,150 @@ def _crop_area(image: np.ndarray, box: CropBox, out_size: int) -> np.ndarray:
     return cv2.resize(window, (out_size, out_size), interpolation=cv2.INTER_AREA)
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Silence C-level stderr (mediapipe/TFLite print INFO/W0000 lines at graph start); Python
-    exceptions still propagate. Falls back to doing nothing where fd 2 cannot be redirected."""
-    try:
-        fd = sys.stderr.fileno()
-        saved = os.dup(fd)
-    except (AttributeError, OSError, ValueError):  # no real fd (e.g. captured stderr): nothing to hide
-        yield
-        return
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
+ROI_SCALE = 2.2  # side of the window the short-range model looks at, in detector box sides
+SHORT_INPUT = 128  # the short-range model's input side
+# The full-range box against the followed short-range box, measured on the astronaut: ≈1 % larger, centre
+# 0.044-0.047 box sides higher. Used to start following from a full-range box, or as the box when unconfirmed.
+FULL_SCALE = 0.99
+FULL_SHIFT = 0.047
+
+
+def _to_detection(d, x0: float, y0: float, sx: float, sy: float) -> Detection:
+    """A mediapipe detection in a window (top-left x0, y0; size sx × sy pixels, axis-aligned) → Detection."""
+    bb = d.location_data.relative_bounding_box
+    kp = d.location_data.relative_keypoints
+    angle = math.degrees(math.atan2((kp[0].y - kp[1].y) * sy, (kp[0].x - kp[1].x) * sx)) if len(kp) > 1 else 0.0
+    return Detection(x0 + bb.xmin * sx, y0 + bb.ymin * sy, bb.width * sx, bb.height * sy, float(d.score[0]),
+                     _wrap(angle + 180.0))
+
+
+def _wrap(deg: float) -> float:
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+def sample_window(image: np.ndarray, cx: float, cy: float, side: float, angle: float, out: int) -> np.ndarray:
+    """An out² RGB sample of the square of ``side`` centred at (cx, cy) and turned by ``angle`` degrees
+    (its x axis along the image direction at ``angle``), borders replicated. Only the pixels around the
+    square are touched: a large square is first decimated by an integer step, so the cost does not grow with
+    the frame or the face size."""
+    import cv2
+
+    h, w = image.shape[:2]
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    r = 0.5 * side * (abs(c) + abs(s)) + 2
+    x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
+    x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((out, out, 3), np.uint8)
+    step = max(1, int(side / (2 * out)))
+    region = np.ascontiguousarray(image[y0:y1:step, x0:x1:step])
+    k = side / (out * step)
+    lin = k * np.array([[c, -s], [s, c]])
+    off = np.array([(cx - x0) / step, (cy - y0) / step]) - lin @ np.array([out / 2, out / 2])
+    m = np.hstack([lin, off[:, None]])  # output pixel → region pixel
+    return cv2.warpAffine(region, m, (out, out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _spans(length: int, side: int) -> list[int]:
+    """Start offsets of windows of ``side`` covering ``length``, evenly spread, overlapping."""
+    n = max(1, math.ceil((length - side) / side) + 1) if length > side else 1
+    return [round(i * (length - side) / (n - 1)) if n > 1 else 0 for i in range(n)]
+
+
+def search_windows(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Where the full-range model looks for a new face, as (x, y, width, height): the whole frame; for a
+    frame over 800 px wide (or tall) also squares of its short side; for a short side over 900 px also
+    squares of 2/3 of it. The model sees a window at 192 px and needs the face ≳14 px there: faces from
+    ≈48 px are found in 640×480, ≈64 px in 1280×720 and 1920×1080."""
+    wins = [(0, 0, width, height)]
+    short, long_ = min(width, height), max(width, height)
+    sides = ([short] if long_ > 800 and long_ > 1.4 * short else []) + ([round(short * 2 / 3)] if short > 900 else [])
+    for s in sides:
+        wins += [(x, y, s, s) for y in _spans(height, s) for x in _spans(width, s)]
+    return wins
 
 
 class FaceDetector:
-    """mediapipe's short-range BlazeFace (bundled with mediapipe 0.10.21, runs offline).
+    """Finds one face: the full-range BlazeFace proposes, the short-range BlazeFace measures.
 
-    ``detect(rgb)`` returns the highest-scoring face or None. Call ``close()`` when done.
+    The short-range model gives steady boxes when the face fills about half of its 128² input (the regime of
+    the VoxCeleb calibration, ``VOX_SCALE``/``VOX_SHIFT``), but misses faces below ~15% of the frame. So:
+
+    - ``near`` given (the last box): the short-range model runs on a 128² window of ``ROI_SCALE`` box sides
+      around it (≈2 ms, any frame size, the box size no longer depends on the frame size);
+    - otherwise, or when that fails, the full-range model searches the frame (``search_windows``; all of
+      them, or one per call in turn with ``full_search=False``) and its best box is measured again with the
+      short-range model. A full-range box the short-range model cannot confirm is used as it is (corrected
+      by ``FULL_SCALE``/``FULL_SHIFT``) when its score reaches ``min_confidence``.
+
+    ``detect(rgb)`` returns the face or None. Call ``close()`` when done.
     """
 
-    def __init__(self, min_confidence: float = 0.5, model_selection: int = 0):
-        try:
-            import mediapipe as mp
-            fd = mp.solutions.face_detection
-        except (ImportError, AttributeError) as e:
-            raise UserError("face tracking needs mediapipe==0.10.21 (the last release with the bundled "
-                            f"face models): pip install mediapipe==0.10.21 ({e})") from None
-        with _native_stderr_silenced():
-            self._fd = fd.FaceDetection(model_selection=model_selection, min_detection_confidence=min_confidence)
-        self._warm = False
+    def __init__(self, min_confidence: float = 0.5, search_confidence: float = 0.3):
+        from . import mp_models
 
-    def detect(self, image: np.ndarray) -> Detection | None:
-        h, w = image.shape[:2]
-        if self._warm:
-            res = self._fd.process(np.ascontiguousarray(image))
-        else:
-            with _native_stderr_silenced():
-                res = self._fd.process(np.ascontiguousarray(image))
-            self._warm = True
+        self.min_confidence = min_confidence
+        self._short = mp_models.face_detection(0, min_confidence)
+        self._full = mp_models.face_detection(1, search_confidence)
+        self._turn = 0
+
+    def refine(self, image: np.ndarray, near: Detection) -> Detection | None:
+        """The short-range box of the face in the window around ``near``, turned by ``near.angle`` so that
+        the face is upright there (None if the model finds no face)."""
+        side = ROI_SCALE * near.side
+        cx, cy = near.center
+        patch = sample_window(image, cx, cy, side, near.angle, SHORT_INPUT)  # (128, 128, 3)
+        res = self._short.process(patch)
         if not res.detections:
             return None
-        best = max(res.detections, key=lambda d: d.score[0])
-        bb = best.location_data.relative_bounding_box
-        return Detection(bb.xmin * w, bb.ymin * h, bb.width * w, bb.height * h, float(best.score[0]))
+        d = _to_detection(max(res.detections, key=lambda d: d.score[0]), 0.0, 0.0, SHORT_INPUT, SHORT_INPUT)
+        k = side / SHORT_INPUT
+        a = math.radians(near.angle)
+        u, v = d.center[0] - SHORT_INPUT / 2, d.center[1] - SHORT_INPUT / 2
+        fx = cx + k * (math.cos(a) * u - math.sin(a) * v)
+        fy = cy + k * (math.sin(a) * u + math.cos(a) * v)
+        fw, fh = k * d.w, k * d.h
+        return Detection(fx - fw / 2, fy - fh / 2, fw, fh, d.score, _wrap(near.angle + d.angle))
+
+    def search(self, image: np.ndarray, full_search: bool = True) -> Detection | None:
+        """Full-range search of the frame (every window, or the next one in turn), refined."""
+        h, w = image.shape[:2]
+        wins = search_windows(w, h)
+        if not full_search:
+            wins = [wins[self._turn % len(wins)]]
+            self._turn += 1
+        cands = []
+        for x0, y0, ww, hh in wins:
+            res = self._full.process(np.ascontiguousarray(image[y0:y0 + hh, x0:x0 + ww]))
+            cands += [_to_detection(d, x0, y0, ww, hh) for d in (res.detections or [])]
+        for c in sorted(cands, key=lambda d: -d.score)[:3]:
+            s = FULL_SCALE * c.side
+            a = math.radians(c.angle)  # the full-range box is shifted along the face's own vertical
+            gx, gy = c.center[0] - math.sin(a) * FULL_SHIFT * s, c.center[1] + math.cos(a) * FULL_SHIFT * s
+            guess = Detection(gx - s / 2, gy - s / 2, s, s, c.score, c.angle)
+            found = self.refine(image, guess)
+            if found is not None:
+                return found
+            if c.score >= self.min_confidence:
+                return guess
+        return None
+
+    def detect(self, image: np.ndarray, near: Detection | None = None, full_search: bool = True) -> Detection | None:
+        """The face near ``near`` if given and still there, else the best face the search finds."""
+        image = np.ascontiguousarray(image)
+        if near is not None:
+            found = self.refine(image, near)
+            if found is not None:
+                return found
+        return self.search(image, full_search)
 
     def close(self) -> None:
-        if self._fd is not None:
-            self._fd.close()
-            self._fd = None
+        for m in (self._short, self._full):
+            if m is not None:
+                m.close()
+        self._short = self._full = None
 
     def __enter__(self):
         return self
@@ -208,9 +302,11 @@ class TrackResult:
 class FaceTracker:
     """Detect every ``detect_every`` frames (every frame while lost), smooth the VoxCeleb square.
 
-    A miss gives ``found`` False (the caller holds its last motion) and keeps the last box; after ``hold``
-    consecutive misses the face counts as lost and the filter restarts on the next detection, so a
-    re-found face does not glide in from where it was lost.
+    Each detection first looks around the last detector box (``FaceDetector.refine``); the whole frame is
+    searched on the first frame, and one search window per frame in turn while the face is missing. A miss
+    gives ``found`` False (the caller holds its last motion) and keeps the last box; after ``hold``
+    consecutive misses the face counts as lost and the filter restarts on the next detection, so a re-found
+    face does not glide in from where it was lost.
     """
 
     def __init__(self, detect_every: int = 1, hold: int = 3, min_cutoff: float = 1.0, beta: float = 0.05,
@@ -222,9 +318,11 @@ class FaceTracker:
         self.detector = detector or FaceDetector(min_confidence=min_confidence)
         self.filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
         self.box: CropBox | None = None
+        self.last_detection: Detection | None = None
         self.misses = 0
         self._since_detect = 0
         self._frame = 0
+        self._searched = False
 
     def update(self, image: np.ndarray, t: float | None = None) -> TrackResult:
         """Track one RGB frame; ``t`` is its time in seconds (default: frame index / 30)."""
@@ -236,10 +334,12 @@ class FaceTracker:
             self._since_detect += 1
             return TrackResult(self.box, True, False, 0)
         self._since_detect = 0
-        det = self.detector.detect(image)
+        det = self.detector.detect(image, near=self.last_detection, full_search=not self._searched)
+        self._searched = True
         if det is None:
             self.misses += 1
             return TrackResult(self.box, False, True, self.misses)
+        self.last_detection = det
         raw = vox_box(det)
         if lost:
             self.filter.reset()
@@ -251,7 +351,9 @@ class FaceTracker:
 
     def reset(self) -> None:
         self.box = None
+        self.last_detection = None
         self.misses = 0
+        self._searched = False
         self.filter.reset()
 
     def close(self) -> None:

@@ -124,23 +124,18 @@ class Landmarks:
     (``model_complexity=1``), so both run offline."""
 
     def __init__(self, kind: str = "face", visibility: float = 0.5):
-        try:
-            import mediapipe as mp
-        except ImportError:
-            raise UserError("AKD needs mediapipe==0.10.21 (the last release with bundled models)") from None
-        if not hasattr(mp, "solutions"):
-            raise UserError("AKD needs mediapipe==0.10.21: this mediapipe has no legacy 'solutions' API "
-                            "and no bundled models")
+        from .. import mp_models
+
         if kind not in ("face", "body"):
             raise ValueError(f"unknown landmark kind {kind!r}")
         self.kind = kind
         self.visibility = visibility
         if kind == "face":
-            self._model = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                          refine_landmarks=False, min_detection_confidence=0.5)
+            self._model = mp_models.face_mesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                              min_confidence=0.5, purpose="AKD")
         else:
-            self._model = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                                 min_detection_confidence=0.5)
+            self._model = mp_models.pose(static_image_mode=True, model_complexity=1, min_confidence=0.5,
+                                         purpose="AKD")
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """(N, 2) landmark pixel coordinates (x, y) of an RGB uint8 image; NaN rows for body keypoints below the

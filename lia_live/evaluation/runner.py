@@ -98,12 +98,14 @@ def read_frames(path: Path, size: int, max_frames: int | None) -> tuple[list[np.
 
 def detect_domain(image: np.ndarray) -> str:
     """'face' when mediapipe's face detector finds a face at least 20% of the frame wide, else 'body'."""
+    from .. import mp_models
+
     try:
-        import mediapipe as mp
-    except ImportError:
+        det = mp_models.face_detection(0, 0.5)
+    except UserError:
         return "face"
-    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5) as det:
-        res = det.process(np.ascontiguousarray(image))
+    res = det.process(np.ascontiguousarray(image))
+    det.close()
     boxes = [d.location_data.relative_bounding_box.width for d in (res.detections or [])]
     return "face" if boxes and max(boxes) >= 0.2 else "body"
 
