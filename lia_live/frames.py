@@ -44,38 +44,48 @@ def _check_array(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-# ---- resampling (float, channels first, values in any range) ---------------------------------------------
-def _area_1d(x: torch.Tensor, out: int, dim: int) -> torch.Tensor:
-    """Box-filter resample of ``x`` along ``dim`` to ``out`` samples (cv2 INTER_AREA for shrinking).
+# ---- resampling (float, channels last, values in any range) ----------------------------------------------
+def _area_taps(n: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box filter n → out (shrinking), as cv2 INTER_AREA: output i averages the source interval
+    [i·n/out, (i+1)·n/out), end pixels weighted by their overlap. Returns (index, weight), both (out, K)."""
+    r = n / out
+    k = int(math.ceil(r)) + 1
+    i = torch.arange(out, device=device, dtype=torch.float64)  # (out,)
+    lo, hi = i * r, (i + 1) * r  # (out,)
+    j = lo.floor()[:, None] + torch.arange(k, device=device, dtype=torch.float64)  # (out, K) source pixels
+    overlap = (torch.minimum(j + 1, hi[:, None]) - torch.maximum(j, lo[:, None])).clamp_(min=0)  # (out, K)
+    return j.clamp_(max=n - 1).long(), (overlap / r).float()
 
-    Output i averages the source interval [i·n/out, (i+1)·n/out) with fractional end weights, computed
-    exactly from the piecewise-linear running sum (integral image) of the source.
-    """
-    n = x.shape[dim]
+
+def _area_rows(x: torch.Tensor, out: int) -> torch.Tensor:
+    """Shrink float (n, ...) along dim 0 to ``out`` rows with the area filter. Each tap gathers whole
+    rows (fast on every device); ceil(n/out) + 1 taps."""
+    n = x.shape[0]
     if n == out:
         return x
-    x = x.movedim(dim, -1)  # (..., n)
-    zero = torch.zeros_like(x[..., :1])
-    csum = torch.cat([zero, torch.cumsum(x, dim=-1)], dim=-1)  # (..., n + 1): sum of x[:k]
-    scale = n / out
-    b = torch.arange(out + 1, device=x.device, dtype=torch.float64) * scale  # (out + 1,) interval bounds
-    b[-1] = n  # exact end
-    k = b.floor().long().clamp_(max=n - 1)  # (out + 1,)
-    frac = (b - k).to(x.dtype)  # (out + 1,) in [0, 1]
-    c = csum.index_select(-1, k) + frac * x.index_select(-1, k)  # (..., out + 1): running sum at the bounds
-    y = (c[..., 1:] - c[..., :-1]) / scale  # (..., out)
-    return y.movedim(-1, dim)
+    idx, w = _area_taps(n, out, x.device)  # (out, K) each
+    flat = x.reshape(n, -1)  # (n, M)
+    y = flat.index_select(0, idx[:, 0]) * w[:, :1]  # (out, M)
+    for t in range(1, idx.shape[1]):
+        y.addcmul_(flat.index_select(0, idx[:, t]), w[:, t:t + 1])
+    return y.reshape(out, *x.shape[1:])
 
 
-def resize_chw(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """Resize float (N, C, H, W) like ``imaging.resize``: area filter when shrinking, bicubic (a = -0.75,
-    as cv2 INTER_CUBIC) when enlarging, unchanged when the size already matches. Not clamped."""
-    h, w = x.shape[-2:]
-    if (h, w) == (out_h, out_w):
+def resize_hwc(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    """Resize float (H, W, C) like ``imaging.resize``: the area filter (cv2 INTER_AREA) when shrinking,
+    bicubic (a = −0.75, cv2 INTER_CUBIC; ``F.interpolate``) when enlarging, nothing when the size
+    matches. When one axis shrinks and the other grows, that axis is area-filtered and the other bicubic
+    (cv2 would area-filter both). Not clamped; the result may be a non-contiguous (out_h, out_w, C) view."""
+    h, w = x.shape[:2]
+    if out_h < h:
+        x = _area_rows(x, out_h)  # (out_h, W, C)
+    if out_w < w:
+        x = _area_rows(x.transpose(0, 1).contiguous(), out_w).transpose(0, 1)  # (H', out_w, C)
+    if x.shape[:2] == (out_h, out_w):
         return x
-    if out_h < h or out_w < w:
-        return _area_1d(_area_1d(x, out_h, -2), out_w, -1)
-    return F.interpolate(x, size=(out_h, out_w), mode="bicubic", align_corners=False)
+    y = F.interpolate(x.permute(2, 0, 1).unsqueeze(0), size=(out_h, out_w), mode="bicubic",
+                      align_corners=False)  # (1, C, out_h, out_w)
+    return y[0].permute(1, 2, 0)  # (out_h, out_w, C)
 
 
 # ---- model input ----------------------------------------------------------------------------------------
@@ -96,8 +106,8 @@ def _crop_area(frame: torch.Tensor, box, size: int) -> torch.Tensor:
         rows = _window_rows(y0, n, h, frame.device)  # (n,)
         cols = _window_rows(x0, n, w, frame.device)  # (n,)
         window = frame.index_select(0, rows).index_select(1, cols)  # (n, n, 3)
-    x = window.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, n, n)
-    return _area_1d(_area_1d(x, size, -2), size, -1)  # (1, 3, S, S)
+    y = resize_hwc(window.float(), size, size)  # (S, S, 3)
+    return y.permute(2, 0, 1).unsqueeze(0)  # (1, 3, S, S)
 
 
 def _axis_grid(centre: float, side: float, size: int, limit: int, device: torch.device
@@ -145,7 +155,7 @@ def crop_to_model(frame: torch.Tensor, box, size: int, dtype: torch.dtype = torc
         x = _crop_area(frame, box, size)  # (1, 3, S, S) 0..255
     else:
         x = _crop_linear(frame, box, size)  # (1, 3, S, S) 0..255
-    return (x / 127.5 - 1.0).to(dtype)  # (1, 3, S, S)
+    return (x / 127.5 - 1.0).clamp_(-1, 1).to(dtype).contiguous()  # (1, 3, S, S)
 
 
 def to_model(frame: torch.Tensor, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -174,8 +184,8 @@ def face_to_255(face: torch.Tensor) -> torch.Tensor:
 
 
 def store_u8(dst: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Write float (1, 3, h, w) values 0..255 into a uint8 (h, w, 3) view, rounded half up and clamped."""
-    dst.copy_(x[0].permute(1, 2, 0).add(0.5).clamp_(0, 255))  # float → uint8 truncates: floor(x + 0.5)
+    """Write float (h, w, 3) values 0..255 into a uint8 (h, w, 3) view, rounded half up and clamped."""
+    dst.copy_(x.add(0.5).clamp_(0, 255))  # float → uint8 truncates: floor(x + 0.5)
     return dst
 
 

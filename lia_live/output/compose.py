@@ -167,14 +167,15 @@ class Compositor:
         **The result is the compositor's reused canvas**, overwritten by the next ``compose_tensor``; pass
         ``copy=True`` to get a tensor of your own. Paste mode needs ``set_source_tensor`` first (same device).
         """
-        from ..frames import face_to_255, resize_chw, store_u8
+        from ..frames import face_to_255, resize_hwc, store_u8
 
         x = face_to_255(face)  # (1, 3, S, S) 0..255 float
         s = x.shape[-1]
         if self.mode == "crop":
             f = fit_rect(s, s, self.out_w, self.out_h)
             out = self._canvas(f"crop{s}", x.device)
-            store_u8(out[f.y0:f.y0 + f.h, f.x0:f.x0 + f.w], resize_chw(x, f.h, f.w))
+            face_hwc = x[0].permute(1, 2, 0).contiguous()  # (S, S, 3)
+            store_u8(out[f.y0:f.y0 + f.h, f.x0:f.x0 + f.w], resize_hwc(face_hwc, f.h, f.w))
             return out.clone() if copy else out
         import torch
         import torch.nn.functional as F
@@ -191,14 +192,14 @@ class Compositor:
                                align_corners=False)  # (1, 3, h, w)
         bg = self._t["bg"]  # (1, 3, h, w)
         out = self._t["canvas"]  # (H, W, 3) uint8: the portrait; only the ROI changes per frame
-        store_u8(out[y0:y1, x0:x1], torch.addcmul(bg, self._t["mask"], warped - bg))
+        store_u8(out[y0:y1, x0:x1], torch.addcmul(bg, self._t["mask"], warped - bg)[0].permute(1, 2, 0))
         return out.clone() if copy else out
 
     def passthrough_tensor(self, frame, copy: bool = False):
         """The camera frame (uint8 (H, W, 3) tensor) fitted to the output, as a uint8 (out_h, out_w, 3)
         tensor on its device. **Reused canvas** (its own, not compose_tensor's): overwritten by the next
         ``passthrough_tensor``; ``copy=True`` for a tensor of your own."""
-        from ..frames import check_frame, resize_chw, store_u8
+        from ..frames import check_frame, resize_hwc, store_u8
 
         check_frame(frame)
         h, w = frame.shape[:2]
@@ -209,5 +210,5 @@ class Compositor:
         if (f.w, f.h) == (w, h):
             region.copy_(frame)
         else:
-            store_u8(region, resize_chw(frame.permute(2, 0, 1)[None].float(), f.h, f.w))
+            store_u8(region, resize_hwc(frame.float(), f.h, f.w))
         return out.clone() if copy else out
