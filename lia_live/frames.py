@@ -13,6 +13,7 @@ on an integer-aligned window when the box is more than 1.5× the output side).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,9 +46,11 @@ def _check_array(rgb: np.ndarray) -> np.ndarray:
 
 
 # ---- resampling (float, channels last, values in any range) ----------------------------------------------
+@functools.lru_cache(maxsize=64)
 def _area_taps(n: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Box filter n → out (shrinking), as cv2 INTER_AREA: output i averages the source interval
-    [i·n/out, (i+1)·n/out), end pixels weighted by their overlap. Returns (index, weight), both (out, K)."""
+    [i·n/out, (i+1)·n/out), end pixels weighted by their overlap. Returns (index, weight), both (out, K);
+    cached per (n, out, device) so a steady box costs no set-up kernels."""
     r = n / out
     k = int(math.ceil(r)) + 1
     i = torch.arange(out, device=device, dtype=torch.float64)  # (out,)

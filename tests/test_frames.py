@@ -258,6 +258,7 @@ def test_crop_to_model_rejects_bad_sizes():
         crop_to_model(frame, CropBox(4, 4, 0), 8)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (not run on a GPU yet)")
 def test_cuda_path_matches_cpu(astronaut, face):
     """The whole path on CUDA gives what it gives on the CPU (pinned buffers, side stream, events)."""

@@ -13,10 +13,14 @@ tensor methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class Compositor:
         return letterbox(frame, self.out_w, self.out_h)
 
     # ---- tensor path (torch; same results as the numpy path within resampling rounding) -----------------
-    def set_source_tensor(self, portrait: np.ndarray, box, size: int, device) -> None:
+    def set_source_tensor(self, portrait: np.ndarray, box, size: int, device: torch.device | str) -> None:
         """``set_source`` plus its device twin: in paste mode the letterboxed portrait (the output canvas),
         the feathered mask over the paste region, that region of the portrait as float, and the sampling
         grid (region pixels → face pixels, the crop→output affine) are computed once and kept on
@@ -150,7 +154,7 @@ class Compositor:
             "bg": torch.from_numpy(self._bg[y0:y1, x0:x1]).to(dev).permute(2, 0, 1)[None].float(),  # (1,3,h,w)
         }
 
-    def _canvas(self, key: str, device):
+    def _canvas(self, key: str, device: torch.device) -> torch.Tensor:
         """A reused black (out_h, out_w, 3) uint8 canvas on ``device`` for one kind of frame."""
         import torch
 
@@ -160,7 +164,7 @@ class Compositor:
             self._t[key] = c
         return c
 
-    def compose_tensor(self, face, copy: bool = False):
+    def compose_tensor(self, face: torch.Tensor, copy: bool = False) -> torch.Tensor:
         """The output frame for one model image, as a uint8 (out_h, out_w, 3) tensor on the face's device.
 
         ``face``: float (1, 3, S, S) in [-1, 1] (the model's output; clamped) or uint8 (S, S, 3).
@@ -195,7 +199,7 @@ class Compositor:
         store_u8(out[y0:y1, x0:x1], torch.addcmul(bg, self._t["mask"], warped - bg)[0].permute(1, 2, 0))
         return out.clone() if copy else out
 
-    def passthrough_tensor(self, frame, copy: bool = False):
+    def passthrough_tensor(self, frame: torch.Tensor, copy: bool = False) -> torch.Tensor:
         """The camera frame (uint8 (H, W, 3) tensor) fitted to the output, as a uint8 (out_h, out_w, 3)
         tensor on its device. **Reused canvas** (its own, not compose_tensor's): overwritten by the next
         ``passthrough_tensor``; ``copy=True`` for a tensor of your own."""
