@@ -154,6 +154,7 @@ def test_compose_tensor_paste_matches_numpy(astronaut, face, one_thread, box, cl
         outside = np.ones(out.shape[:2], bool)
         outside[y0:y1, x0:x1] = False
         assert np.array_equal(out[outside], ref[outside])  # the portrait and bars, untouched
+    assert np.array_equal(comp.compose(u8), ref)  # the numpy path still works after the tensor path ran
 
 
 def test_compose_tensor_reuses_its_canvas(astronaut, face):

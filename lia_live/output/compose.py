@@ -139,7 +139,7 @@ class Compositor:
         if self.mode != "paste":
             return
         x0, y0, x1, y1 = self._roi
-        canvas = torch.from_numpy(self._bg).to(dev)  # (H, W, 3) uint8
+        canvas = torch.from_numpy(self._bg).to(dev, copy=True)  # (H, W, 3) uint8; never self._bg itself
         a = self._affine  # crop → ROI pixels: (x, y) = k·(u, v) + (ox', oy')
         k, ox, oy = a[0, 0], a[0, 2], a[1, 2]
         xs = torch.arange(x1 - x0, dtype=torch.float64)  # (w,)
