@@ -37,7 +37,6 @@ def main(argv=None) -> int:
     import cv2
     import numpy as np
     import torch
-    from skimage import data
 
     from lia_live.frames import FrameDownloader, FrameUploader, crop_to_model
     from lia_live.imaging import from_tensor, to_tensor
@@ -68,7 +67,14 @@ def main(argv=None) -> int:
             cpu.append(time.process_time() - c0)
         return float(np.median(wall)) * 1e3, float(np.median(cpu)) * 1e3
 
-    ast = np.ascontiguousarray(data.astronaut())
+    try:
+        from skimage import data
+
+        ast = np.ascontiguousarray(data.astronaut())  # (512, 512, 3)
+    except ImportError:  # e.g. on a GPU machine without scikit-image: a synthetic texture, same size
+        y, x = np.mgrid[0:512, 0:512].astype(np.float64)
+        ast = np.clip(np.stack([128 + 100 * np.sin(x / 7.3 + y / 11.1), 128 + 90 * np.cos(x / 13.7 - y / 5.9),
+                                (x + y) / 4], axis=-1), 0, 255).astype(np.uint8)
     f480 = np.ascontiguousarray(cv2.resize(ast, (640, 640))[80:560])  # (480, 640, 3)
     f720 = np.ascontiguousarray(cv2.resize(ast, (1280, 1280))[280:1000])  # (720, 1280, 3)
     up, down = FrameUploader(dev), FrameDownloader()

@@ -259,24 +259,38 @@ def test_crop_to_model_rejects_bad_sizes():
         crop_to_model(frame, CropBox(4, 4, 0), 8)
 
 
+def _texture(h: int, w: int) -> np.ndarray:
+    """A deterministic textured RGB uint8 image (no scikit-image needed: the GPU machine may lack it)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([128 + 100 * np.sin(x / 7.3 + y / 11.1), 128 + 90 * np.cos(x / 13.7 - y / 5.9),
+                    (x * 255 / w + y * 255 / h) / 2], axis=-1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (not run on a GPU yet)")
-def test_cuda_path_matches_cpu(astronaut, face):
+def test_cuda_path_matches_cpu():
     """The whole path on CUDA gives what it gives on the CPU (pinned buffers, side stream, events)."""
+    portrait = _texture(512, 512)
     up, down = FrameUploader("cuda"), FrameDownloader()
-    box = CropBox(225.0, 110.0, 180.0)
-    for _ in range(3):  # reused buffers
-        t = up.upload(astronaut)
-        assert t.is_cuda and torch.equal(t.cpu(), torch.from_numpy(astronaut))
-    x_cpu = crop_to_model(torch.from_numpy(astronaut), box, 128)
-    assert (crop_to_model(t, box, 128).cpu() - x_cpu).abs().max() < 1e-3
-    x, _ = face
+    for i in range(3):  # reused pinned buffer, one copy in flight at a time
+        frame = np.ascontiguousarray(np.roll(portrait, 17 * i, axis=1))
+        t = up.upload(frame)
+        assert t.is_cuda and t.dtype == torch.uint8 and torch.equal(t.cpu(), torch.from_numpy(frame))
+    for box in (CropBox(225.0, 110.0, 180.0), CropBox(30.0, 480.0, 420.0), CropBox(256.0, 256.0, 1000.0)):
+        x_cpu = crop_to_model(torch.from_numpy(frame), box, 128)
+        x_gpu = crop_to_model(t, box, 128)
+        assert x_gpu.is_cuda and (x_gpu.cpu() - x_cpu).abs().max() < 2e-3
+    x = x_gpu
     for mode in ("crop", "paste"):
         cpu, gpu = Compositor(320, 180, mode), Compositor(320, 180, mode)
-        cpu.set_source_tensor(astronaut, box, 128, "cpu")
-        gpu.set_source_tensor(astronaut, box, 128, "cuda")
-        ref = down.download(cpu.compose_tensor(x), copy=True)
-        out = down.download(gpu.compose_tensor(x.cuda()))
-        assert np.abs(out.astype(int) - ref).max() <= 1
-    small = down.download(up.upload(astronaut[:100, :60]), copy=True)  # a new shape re-allocates
-    assert np.array_equal(small, astronaut[:100, :60])
+        cpu.set_source_tensor(portrait, CropBox(225.0, 110.0, 180.0), 128, "cpu")
+        gpu.set_source_tensor(portrait, CropBox(225.0, 110.0, 180.0), 128, "cuda")
+        ref = down.download(cpu.compose_tensor(x.cpu()), copy=True)
+        out = down.download(gpu.compose_tensor(x))
+        assert out.shape == (180, 320, 3) and np.abs(out.astype(int) - ref).max() <= 1
+    ref = Compositor(320, 180).passthrough_tensor(torch.from_numpy(frame)).numpy()
+    out = down.download(Compositor(320, 180).passthrough_tensor(t), copy=True)
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    small = down.download(up.upload(portrait[:100, :60]), copy=True)  # new shapes re-allocate both buffers
+    assert np.array_equal(small, portrait[:100, :60])
