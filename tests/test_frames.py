@@ -189,6 +189,8 @@ def test_compose_tensor_errors(astronaut, face):
     comp.set_source_tensor(astronaut, CropBox(225.0, 110.0, 180.0), 128, "cpu")
     with pytest.raises(ValueError, match="128"):
         comp.compose_tensor(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="meta.*cpu"):  # a face on another device than the source
+        comp.compose_tensor(torch.zeros(1, 3, 128, 128, device="meta"))
     with pytest.raises(ValueError, match=r"\(1, 3, S, S\)"):
         comp.compose_tensor(torch.zeros(3, 128, 128))
     with pytest.raises(ValueError, match=r"\(S, S, 3\)"):
