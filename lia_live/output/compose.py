@@ -173,9 +173,9 @@ class Compositor:
         """
         from ..frames import face_to_255, resize_hwc, store_u8
 
-        x = face_to_255(face)  # (1, 3, S, S) 0..255 float
-        s = x.shape[-1]
         if self.mode == "crop":
+            x = face_to_255(face)  # (1, 3, S, S) 0..255 float
+            s = x.shape[-1]
             f = fit_rect(s, s, self.out_w, self.out_h)
             out = self._canvas(f"crop{s}", x.device)
             face_hwc = x[0].permute(1, 2, 0).contiguous()  # (S, S, 3)
@@ -187,10 +187,11 @@ class Compositor:
         if "grid" not in self._t:
             raise RuntimeError("Compositor.set_source_tensor() must be called before compose_tensor() in "
                                "paste mode")
-        if x.device != self._t["device"]:
-            raise ValueError(f"face is on {x.device} but the source was set on {self._t['device']}")
-        if s != self._t["size"]:
-            raise ValueError(f"face is {s}² but the source was set for {self._t['size']}²")
+        if isinstance(face, torch.Tensor) and face.device != self._t["device"]:
+            raise ValueError(f"face is on {face.device} but the source was set on {self._t['device']}")
+        x = face_to_255(face)  # (1, 3, S, S) 0..255 float
+        if x.shape[-1] != self._t["size"]:
+            raise ValueError(f"face is {x.shape[-1]}² but the source was set for {self._t['size']}²")
         x0, y0, x1, y1 = self._roi
         warped = F.grid_sample(x, self._t["grid"], mode="bilinear", padding_mode="border",
                                align_corners=False)  # (1, 3, h, w)
