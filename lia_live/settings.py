@@ -129,6 +129,9 @@ class RunConfig:
     stats_json: Path | None = option(None, "write the run's stats as JSON at exit", metavar="FILE")
     record_motion: Path | None = option(None, "record the per-frame motion (α, times, reference) to FILE.npz",
                                         metavar="FILE.npz")
+    frame_path: str = option("auto", "where frames are cropped and composed: device = on the model's device "
+                             "(uint8 upload, GPU crop/compose, one download), host = OpenCV; auto = device on CUDA",
+                             choices=("auto", "host", "device"))
     pipeline: bool = option(True, "run the stages one after another instead of concurrently (track, model and "
                             "compose/send each in its own thread)", negate="--serial")
 
