@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -38,6 +40,8 @@ class Animator:
         self.motion_power = float(motion_power)
         self.source: SourceState | None = None
         self.alpha_ref: torch.Tensor | None = None
+        self.checkpoint: Path | None = None  # where the weights came from, when loaded from a file
+        self.model_sha256: str | None = None  # cached by lia_live.templates.model_hash
 
     # ---- tensor level (batches) -------------------------------------------------------------
     def set_source_tensor(self, img: torch.Tensor) -> SourceState:
@@ -60,8 +64,9 @@ class Animator:
         ``w_src + (α_src + offset)·Qᵀ``. ``alpha_ref``/``power`` default to the animator's own
         (:meth:`set_reference`, ``motion_power``).
         """
-        src = self._require_source()
+        src = self.require_source()
         ref = self.alpha_ref if alpha_ref is _OWN else alpha_ref
+        assert ref is None or isinstance(ref, torch.Tensor)
         power = self.motion_power if power is None else power
         if alpha is None:
             coeff = src.alpha  # (1, M)
@@ -74,7 +79,7 @@ class Animator:
         return src.latent + coeff @ self.basis.t()  # (B, D)
 
     def render_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        src = self._require_source()
+        src = self.require_source()
         feats = src.feats
         if latent.shape[0] != feats[0].shape[0]:
             feats = [f.expand(latent.shape[0], -1, -1, -1) for f in feats]
@@ -119,10 +124,10 @@ class Animator:
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         """Animate the source with one driving frame (RGB uint8) → RGB uint8 at the model size."""
-        self._require_source()
+        self.require_source()
         return from_tensor(self.step_tensor(to_tensor(frame, self.size)))[0]
 
-    def _require_source(self) -> SourceState:
+    def require_source(self) -> SourceState:
         if self.source is None:
             raise RuntimeError("Animator.set_source(image) must be called before step()/render()")
         return self.source

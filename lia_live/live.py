@@ -39,6 +39,7 @@ from .runtime import make_animator
 from .settings import LiveConfig
 from .signals import Stopper
 from .stats import STAGES, StageTimer
+from .tracking import center_box
 
 __all__ = ["STAGES", "HOTKEY_HELP", "KEYMAP", "LiveConfig", "LiveControls", "LiveStages", "SourceEntry",
            "load_sources", "run_live"]
@@ -249,8 +250,7 @@ class LiveStages:
     def _select_source(self, i: int) -> None:
         entry = self.sources[i]
         if entry.state is None:
-            self.anim.set_source(entry.crop)
-            entry.state = self.anim.source
+            entry.state = self.anim.set_source(entry.crop)
         self.anim.source = entry.state
         self.motion.set_source_alpha(entry.state.alpha)
         self._model_source = i
@@ -304,8 +304,6 @@ class LiveStages:
             return self._finish(work)
 
     def _prepare(self, frame: Frame) -> Work:
-        from .tracking import center_box
-
         work = Work(frame, self.controls.source_index, passthrough=self.controls.passthrough)
         t0 = time.perf_counter()
         if self.tracker is not None:

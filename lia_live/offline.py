@@ -125,7 +125,7 @@ class VideoDriver:
 
     def choose_reference(self, all_alphas: torch.Tensor) -> None:
         """``reference="auto"``: the frame whose α is nearest the portrait's α_src (over the whole video)."""
-        src = self.anim.source.alpha  # (1, M)
+        src = self.anim.require_source().alpha  # (1, M)
         best = nearest_to(all_alphas, src)
         d = (all_alphas.float().cpu() - src.float().cpu()).norm(dim=1)  # (N,)
         self.alpha_ref = all_alphas[best:best + 1].clone()
@@ -262,6 +262,7 @@ def run_animate(cfg) -> int:
             frames = replay_template(anim, template, batch, cfg.max_frames)
             total = min(len(template), cfg.max_frames or len(template))
         else:
+            assert drive is not None
             total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
             plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
             frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,

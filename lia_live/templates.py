@@ -48,13 +48,11 @@ OFFSETS_FORMAT = "lia-live-offsets/1"
 
 def model_hash(anim: "Animator") -> str:
     """SHA-256 of the animator's generator (config and weights), computed once per animator."""
-    cached = getattr(anim, "_model_sha256", None)
-    if cached is None:
+    if anim.model_sha256 is None:
         from .backends.engines import weights_hash
 
-        cached = weights_hash(anim.backend.generator)
-        anim._model_sha256 = cached
-    return cached
+        anim.model_sha256 = weights_hash(anim.backend.generator)
+    return anim.model_sha256
 
 
 def _row(t: torch.Tensor | None, m: int) -> np.ndarray:

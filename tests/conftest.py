@@ -6,9 +6,17 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 from reference import reference_arrays, seeded_params  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def at_most_two_threads():
+    """This suite's machines have 2 cores: never more intra-op threads than that; restored at the end."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(2, n)))
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture()

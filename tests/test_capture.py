@@ -41,40 +41,62 @@ class FakeCam:
         self.released = True
 
 
+class GatedCam(FakeCam):
+    """A FakeCam that delivers a frame only when the test releases one (no timing decides anything)."""
+
+    def __init__(self):
+        super().__init__(period=0.0)
+        self.gate = threading.Semaphore(0)
+        self.closing = threading.Event()  # set by the test before closing the capture
+
+    def read(self):
+        while not self.gate.acquire(timeout=0.05):
+            if self.closing.is_set():
+                return False, None
+        return super().read()
+
+
+def _wait(cond, timeout=10.0):
+    """Wait (bounded) for the capture thread to catch up; the assertions after it decide the test."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _value(frame):
+    return int(frame.image[0, 0, 2]) + 256 * int(frame.image[0, 0, 1])  # RGB now
+
+
 def test_keeps_only_the_newest_frame():
     cams = []
 
     def opener(spec, settings):
-        cams.append(FakeCam())
+        cams.append(GatedCam())
+        cams[-1].gate.release()  # the first frame, which opening waits for
         return cams[-1]
 
     cap = CameraCapture(0, FAST, opener=opener, log=lambda m: None)
     try:
+        cam = cams[-1]
+        assert _value(cap.read(timeout=5.0)) == 1
         got = []
-        for _ in range(5):
-            time.sleep(0.05)  # a slow consumer: ~25 frames arrive meanwhile
-            f = cap.read(timeout=1.0)
+        for burst in (20, 7, 1):
+            target = cam.reads + burst
+            for _ in range(burst):
+                cam.gate.release()
+            _wait(lambda: cam.reads == target and cap._latest is not None and _value(cap._latest) == cam.k)
+            f = cap.read(timeout=5.0)
             got.append(f)
-            newest = cams[-1].k
-            assert f.image.shape == (4, 6, 3)
-            k = int(f.image[0, 0, 2]) + 256 * int(f.image[0, 0, 1])  # RGB now
-            assert k >= newest - 3  # the newest, not the oldest queued one
+            assert f.image.shape == (4, 6, 3) and _value(f) == cam.k  # the newest, not the oldest queued one
         indices = [f.index for f in got]
-        assert indices == sorted(indices) and len(set(indices)) == 5
-        assert cap.dropped >= 10  # stale frames were dropped, not queued
+        assert indices == sorted(indices) and len(set(indices)) == 3
+        assert cap.dropped == 19 + 6  # stale frames were dropped, not queued
+        assert cap.read(timeout=0.01) is None  # nothing new: no repeat of the old frame
         assert cap.live
     finally:
+        cams[-1].closing.set()
         cap.close()
     assert cams[-1].released and not cap._thread.is_alive()
-
-
-def test_read_returns_none_when_no_new_frame():
-    cap = CameraCapture(0, FAST, opener=lambda s, st: FakeCam(period=0.3), log=lambda m: None)
-    try:
-        assert cap.read(timeout=1.0) is not None
-        assert cap.read(timeout=0.01) is None  # nothing new yet: no repeat of the old frame
-    finally:
-        cap.close()
 
 
 def test_lost_camera_is_reopened_with_one_message():
@@ -110,9 +132,15 @@ def test_camera_that_cannot_open_names_the_index():
         CameraCapture(7, FAST, opener=lambda s, st: FakeCam(opened=False))
 
 
-def test_real_missing_camera_index():
+def test_digit_spec_opens_that_camera_index(monkeypatch):
+    """``--driving 9`` opens camera index 9 through the default opener (replaced here: no real device)."""
+    from lia_live.capture import camera
+
+    asked = []
+    monkeypatch.setattr(camera, "default_opener", lambda spec, st: asked.append(spec) or FakeCam(opened=False))
     with pytest.raises(UserError, match=r"camera 9"):
         open_capture("9", CameraSettings(first_frame_timeout=1.0))
+    assert asked == [9]
 
 
 def test_camera_without_frames_times_out():

@@ -244,7 +244,10 @@ def test_camera_lost_mid_stream_keeps_sending(media, tiny_generator, scene, caps
     assert sum("lost" in m for m in messages) == 1 and any("back" in m for m in messages)
 
 
-def test_user_errors_exit_2_with_one_line(media, ckpt, tmp_path, capsys):
+def test_user_errors_exit_2_with_one_line(media, ckpt, tmp_path, capsys, monkeypatch):
+    from lia_live.capture import camera
+
+    monkeypatch.setattr(camera, "default_opener", lambda spec, st: SceneCam(None, state={"i": 0, "dead_until": 1e18}))
     base = ["--checkpoint", str(ckpt), "--backend", "eager", "--stats-every", "0"]
     rc = main(["--source", str(media / "blank.png"), "--driving", str(media / "drive.mp4"), "--no-vcam",
                "--output", str(tmp_path / "x.mp4")] + base)

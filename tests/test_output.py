@@ -60,15 +60,10 @@ def test_paste_needs_source():
         Compositor(64, 64, "blend")
 
 
-@pytest.mark.parametrize("platform, needle", [("linux", "modprobe v4l2loopback"), ("win32", "OBS"),
-                                              ("darwin", "OBS")])
-def test_vcam_hint_per_os(platform, needle):
-    assert needle in vcam_hint(platform)
-
-
 def test_missing_virtual_camera_is_a_user_error_with_hint():
-    with pytest.raises(UserError, match=r"no virtual camera device.*(modprobe|OBS)"):
+    with pytest.raises(UserError, match="no virtual camera device") as e:
         VirtualCamera(64, 48, 30, device="/dev/video-does-not-exist", backend="v4l2loopback")
+    assert vcam_hint() in str(e.value)  # this OS's set-up advice travels with the error
     with pytest.raises(UserError, match="unknown --vcam-backend"):
         VirtualCamera(64, 48, 30, backend="no-such-backend")
 

@@ -14,19 +14,19 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
 SUBCOMMANDS = ("backends", "bench")
 
 
-GROUPS = (("model", "model"), ("capture", "input"), ("motion", "tracking and motion"), ("output", "output"),
-          ("run", "run"))
+GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
+          ("motion", MotionConfig, "tracking and motion"), ("output", OutputConfig, "output"), ("run", RunConfig, "run"))
 
 
 def build_parser() -> ArgumentParser:
     from ..live import HOTKEY_HELP
-    from ..settings import LiveConfig
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
@@ -34,20 +34,16 @@ def build_parser() -> ArgumentParser:
                        formatter_class=argparse.HelpFormatter)
     p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
-    hints = LiveConfig.__dataclass_fields__
-    for name, title in GROUPS:
-        add_config_args(p.add_argument_group(title), hints[name].default_factory, name)
+    for name, cls, title in GROUPS:
+        add_config_args(p.add_argument_group(title), cls, name)
     p.add_argument("--dry-run", action="store_true", help="check the inputs, print the resolved configuration "
                    "and exit")
     return p
 
 
 def parse_config(argv=None):
-    from ..settings import LiveConfig
-
     a = build_parser().parse_args(argv)
-    hints = LiveConfig.__dataclass_fields__
-    groups = {name: config_from_args(hints[name].default_factory, a, name) for name, _ in GROUPS}
+    groups = {name: config_from_args(cls, a, name) for name, cls, _ in GROUPS}
     return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
 
 
