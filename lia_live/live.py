@@ -427,7 +427,7 @@ def check_outputs(cfg: LiveConfig) -> None:
             continue
         p = Path(path)
         if p.exists() and not o.overwrite:
-            raise UserError(f"{what} already exists: {p} (choose another name or pass --overwrite)")
+            raise UserError(f"{what} already exists: {p} (choose another name or allow «overwrite»)")
         if not p.parent.is_dir():
             raise UserError(f"{what}: folder does not exist: {p.parent}")
     if r.stats_json is not None and Path(r.stats_json).is_dir():
@@ -475,7 +475,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         else:
             resources.append(window)
         if not outputs and window is None:
-            raise UserError("no output left: give --output FILE.mp4, --preview, or set up a virtual camera")
+            raise UserError("no output left: give an «output» file, a «preview» window, or set up a virtual camera")
         controller = MotionController(anim.basis.shape[1], mode=cfg.motion.mode, power=cfg.motion.motion_power,
                                       ease_seconds=cfg.motion.ease, reference=cfg.motion.reference,
                                       window_seconds=cfg.motion.reference_window)

@@ -68,7 +68,7 @@ def run_manipulation(anim: Animator, direction: int, lo: float, hi: float, steps
     """The official linear manipulation: latent = w + α_src·Qᵀ + a·q_K for a in linspace(lo, hi, steps)."""
     m = anim.basis.shape[1]
     if not 0 <= direction < m:
-        raise UserError(f"--manipulate must be a direction index in [0, {m - 1}], got {direction}")
+        raise UserError(f"«manipulate» must be a direction index in [0, {m - 1}], got {direction}")
     for a in np.linspace(lo, hi, steps):
         yield from_tensor(anim.render_direction(direction, float(a)))[0]
 

@@ -93,5 +93,5 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
             f"precision {anim.backend.precision}")
         if anim.device.type == "cpu" and torch.cuda.is_available():
             log(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
-                f"pass --device cuda (or auto) for real-time speed")
+                f"set «device» to cuda (or auto) for real-time speed")
     return anim

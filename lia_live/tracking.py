@@ -312,7 +312,7 @@ class FaceTracker:
     def __init__(self, detect_every: int = 1, hold: int = 3, min_cutoff: float = 1.0, beta: float = 0.05,
                  min_confidence: float = 0.5, detector: FaceDetector | None = None):
         if detect_every < 1:
-            raise UserError(f"--detect-every must be >= 1, got {detect_every}")
+            raise UserError(f"«detect_every» must be >= 1, got {detect_every}")
         self.detect_every = detect_every
         self.hold = hold
         self.detector = detector or FaceDetector(min_confidence=min_confidence)
@@ -391,7 +391,7 @@ def find_portrait_box(image: np.ndarray, name: str = "source") -> CropBox:
     with FaceDetector() as det:
         found = det.detect(image)
     if found is None:
-        raise UserError(f"no face found in {name}; use a clear frontal portrait, or pass --source-crop none "
+        raise UserError(f"no face found in {name}; use a clear frontal portrait, or set «source_crop» to none "
                         f"if the image is already a head crop")
     return vox_box(found)
 

@@ -252,7 +252,7 @@ def test_user_errors_exit_2_with_one_line(media, ckpt, tmp_path, capsys, monkeyp
     rc = main(["--source", str(media / "blank.png"), "--driving", str(media / "drive.mp4"), "--no-vcam",
                "--output", str(tmp_path / "x.mp4")] + base)
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and "blank.png" in err[-1] and "--source-crop none" in err[-1]
+    assert rc == 2 and "blank.png" in err[-1] and "set --source-crop to none" in err[-1]
     assert err[-1].startswith("lia-live: error:")
 
     rc = main(["--source", str(media / "astro.png"), "--driving", "9"] + base)
@@ -338,3 +338,11 @@ def test_device_frame_path_matches_the_host_path(media, tiny_generator, scene, c
     host, dev, dev_serial = outs[("host", True)], outs[("device", True)], outs[("device", False)]
     assert np.abs(host - dev).mean() < 1.0 and np.abs(host - dev).max() <= 40  # crop interpolation differs a little
     np.testing.assert_array_equal(dev, dev_serial)  # concurrency changes nothing
+
+
+def test_library_errors_name_settings_and_the_cli_names_flags():
+    from lia_live.errors import UserError, as_flag
+
+    e = UserError("no face found in x.png; set «source_crop» to none")
+    assert str(e) == "no face found in x.png; set source_crop to none"  # what a Python caller passes
+    assert e.render(as_flag) == "no face found in x.png; set --source-crop to none"  # what a CLI user types

@@ -64,7 +64,7 @@ def test_missing_virtual_camera_is_a_user_error_with_hint():
     with pytest.raises(UserError, match="no virtual camera device") as e:
         VirtualCamera(64, 48, 30, device="/dev/video-does-not-exist", backend="v4l2loopback")
     assert vcam_hint() in str(e.value)  # this OS's set-up advice travels with the error
-    with pytest.raises(UserError, match="unknown --vcam-backend"):
+    with pytest.raises(UserError, match="unknown vcam_backend"):
         VirtualCamera(64, 48, 30, backend="no-such-backend")
 
 

@@ -44,7 +44,7 @@ def test_crop_square_matches_box_matrix(astronaut):
 
 def test_no_face_names_file_and_suggests_none():
     flat = np.full((200, 300, 3), 128, np.uint8)
-    with pytest.raises(UserError, match=r"no face found in me\.png.*--source-crop none"):
+    with pytest.raises(UserError, match=r"no face found in me\.png.*source_crop to none"):
         crop_portrait(flat, 64, name="me.png")
 
 
@@ -111,7 +111,7 @@ def test_detect_every_n_runs_fewer_detections(astronaut):
 
 
 def test_detect_every_validated():
-    with pytest.raises(UserError, match="detect-every"):
+    with pytest.raises(UserError, match="detect_every must be >= 1"):
         FaceTracker(detect_every=0)
 
 

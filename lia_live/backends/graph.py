@@ -52,7 +52,7 @@ def check_cpu_precision(precision: str, device: torch.device, backend: str) -> N
     """fp16 on CPU has no fast kernels (minutes per frame): refuse it with a clear message."""
     if device.type == "cpu" and precision == "fp16":
         raise UserError(f"{backend}: fp16 is not supported on CPU (no fast fp16 kernels); "
-                        f"use --precision bf16 or fp32")
+                        f"use «precision» bf16 or fp32")
 
 
 def log(msg: str) -> None:

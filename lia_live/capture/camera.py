@@ -95,7 +95,7 @@ class CameraCapture(Capture):
     def _cannot_open(self) -> str:
         if isinstance(self.spec, int):
             return (f"cannot open camera {self.spec} (is it connected and free? try another index with "
-                    f"--driving 1, or a video file)")
+                    f"«driving» 1, or a video file)")
         return f"cannot open stream {self.spec}"
 
     def read_first(self, timeout: float) -> Frame | None:

@@ -37,7 +37,7 @@ def open_capture(spec: str, settings: CameraSettings | None = None) -> Capture:
         return CameraCapture(spec, settings or CameraSettings())
     p = Path(spec)
     if not p.exists():
-        raise UserError(f"--driving {spec}: no such file or folder (give a camera index like 0, "
+        raise UserError(f"«driving» {spec}: no such file or folder (give a camera index like 0, "
                         f"a stream URL, a video file or a folder of frames)")
     fps = settings.fps if settings is not None and settings.fps_forced else None
     return FileCapture(p, fps)

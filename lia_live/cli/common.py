@@ -7,7 +7,7 @@ import functools
 import sys
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import UserError, as_flag
 from ..log import set_program
 
 
@@ -21,7 +21,7 @@ def user_errors(prog: str) -> Callable:
             try:
                 return fn(argv)
             except UserError as e:
-                print(f"{prog}: error: {e}", file=sys.stderr)
+                print(f"{prog}: error: {e.render(as_flag)}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)

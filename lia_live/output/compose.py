@@ -70,7 +70,7 @@ class Compositor:
 
     def __init__(self, out_w: int, out_h: int, mode: str = "crop", feather: float = 0.12):
         if mode not in self.MODES:
-            raise UserError(f"unknown --compose {mode!r}; choose crop or paste")
+            raise UserError(f"unknown «compose» mode {mode!r}; choose crop or paste")
         self.out_w, self.out_h, self.mode, self.feather = out_w, out_h, mode, feather
         self._bg: np.ndarray | None = None
         self._roi: tuple[int, int, int, int] | None = None
@@ -96,7 +96,7 @@ class Compositor:
         x1 = min(f.x0 + f.w, int(np.ceil(ox + k * size)))
         y1 = min(f.y0 + f.h, int(np.ceil(oy + k * size)))
         if x1 <= x0 or y1 <= y0:
-            raise UserError("the source crop lies outside the source image; use --compose crop")
+            raise UserError("the source crop lies outside the source image; use «compose» crop")
         self._roi = (x0, y0, x1, y1)
         self._affine = np.array([[k, 0, ox - x0], [0, k, oy - y0]], np.float64)  # crop → ROI pixels
         mask = cv2.warpAffine(feather_mask(size, self.feather), self._affine, (x1 - x0, y1 - y0),

@@ -22,7 +22,7 @@ class PreviewWindow:
 
     def __init__(self, title: str = "lia-live"):
         if not display_available():
-            raise UserError("--preview needs a display (no $DISPLAY / $WAYLAND_DISPLAY); "
+            raise UserError("«preview» needs a display (no $DISPLAY / $WAYLAND_DISPLAY); "
                             "run without --preview, or under xvfb-run")
         import cv2
 

@@ -65,7 +65,7 @@ def _open(pyvirtualcam, width: int, height: int, fps: float, device, backend):
         cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB, device=device,
                                   backend=backend, print_fps=False)
     except KeyError:
-        return None, f"unknown --vcam-backend {backend!r} for pyvirtualcam on {sys.platform}"
+        return None, f"unknown «vcam_backend» {backend!r} for pyvirtualcam on {sys.platform}"
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return None, f"no virtual camera device ({first}); to create one, {vcam_hint()}"
