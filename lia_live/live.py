@@ -495,7 +495,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         if window is not None:
             log(HOTKEY_HELP)
         elif cap.live:
-            log("hotkeys need a preview window: add --preview")
+            log("hotkeys need a preview window: add «preview»")
         with stopper, torch.inference_mode():
             loop = _pipelined_loop if cfg.run.pipeline else _serial_loop
             loop(cfg, stages, cap, outputs, window, stopper.stop)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 
 _PROGRAM = ["lia-live"]
+_FLAGS = [False]  # a command-line tool is running: show «settings» as its flags
 
 
-def set_program(name: str) -> None:
-    """Name the running tool (called by the CLI entry points)."""
+def set_program(name: str, flags: bool = True) -> None:
+    """Name the running tool (called by the CLI entry points, which also name settings as flags)."""
     _PROGRAM[0] = name
+    _FLAGS[0] = flags
 
 
 def program() -> str:
@@ -22,7 +24,10 @@ def program() -> str:
 
 def log(msg: str) -> None:
     """Progress, warnings and notes: one line on stderr, prefixed with the tool's name."""
-    print(f"{_PROGRAM[0]}: {msg}", file=sys.stderr, flush=True)
+    from .errors import UserError, as_flag
+
+    text = UserError(msg).render(as_flag if _FLAGS[0] else (lambda n: n)) if "«" in msg else msg
+    print(f"{_PROGRAM[0]}: {text}", file=sys.stderr, flush=True)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
