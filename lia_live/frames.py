@@ -203,12 +203,13 @@ class _HostBuffer:
         self.array: np.ndarray | None = None
         self.allocations = 0
 
-    def get(self, shape: tuple[int, int, int]) -> torch.Tensor:
-        if self.tensor is None or tuple(self.tensor.shape) != tuple(shape):
+    def get(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray]:
+        """The buffer for ``shape`` as a tensor and the numpy view of the same memory."""
+        if self.tensor is None or self.array is None or tuple(self.tensor.shape) != tuple(shape):
             self.tensor = torch.empty(tuple(shape), dtype=torch.uint8, pin_memory=self.pin)  # (H, W, 3)
             self.array = self.tensor.numpy()
             self.allocations += 1
-        return self.tensor
+        return self.tensor, self.array
 
 
 class FrameUploader:
@@ -237,10 +238,11 @@ class FrameUploader:
             if self.device.type != "cpu":
                 return torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
             return torch.from_numpy(np.ascontiguousarray(rgb))  # (H, W, 3), shares memory when contiguous
+        assert self._stream is not None and self._copied is not None
         if self._pending:
             self._copied.synchronize()  # the previous H2D copy has read the pinned buffer
-        pinned = self._host.get(rgb.shape)  # (H, W, 3) pinned
-        np.copyto(self._host.array, rgb)
+        pinned, array = self._host.get(rgb.shape)  # (H, W, 3) pinned
+        np.copyto(array, rgb)
         compute = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
             frame = torch.empty(rgb.shape, dtype=torch.uint8, device=self.device)  # (H, W, 3)
@@ -276,10 +278,10 @@ class FrameDownloader:
         if t.device.type != "cuda":
             a = t.cpu().numpy()
             return a
-        host = self._host.get(tuple(t.shape))  # (H, W, 3) pinned
+        host, array = self._host.get(tuple(t.shape))  # (H, W, 3) pinned
         host.copy_(t, non_blocking=True)
         if self._done is None:
             self._done = torch.cuda.Event()
         self._done.record(torch.cuda.current_stream(t.device))
         self._done.synchronize()
-        return self._host.array.copy() if copy else self._host.array
+        return array.copy() if copy else array

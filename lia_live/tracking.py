@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
 from .errors import UserError
@@ -183,8 +185,8 @@ class FaceDetector:
         from . import mp_models
 
         self.min_confidence = min_confidence
-        self._short = mp_models.face_detection(0, min_confidence)
-        self._full = mp_models.face_detection(1, search_confidence)
+        self._short: mp_models.QuietModel | None = mp_models.face_detection(0, min_confidence)
+        self._full: mp_models.QuietModel | None = mp_models.face_detection(1, search_confidence)
         self._turn = 0
 
     def refine(self, image: np.ndarray, near: Detection) -> Detection | None:
@@ -193,6 +195,7 @@ class FaceDetector:
         side = ROI_SCALE * near.side
         cx, cy = near.center
         patch = sample_window(image, cx, cy, side, near.angle, SHORT_INPUT)  # (128, 128, 3)
+        assert self._short is not None, "FaceDetector used after close()"
         res = self._short.process(patch)
         if not res.detections:
             return None
@@ -214,6 +217,7 @@ class FaceDetector:
             self._turn += 1
         cands = []
         for x0, y0, ww, hh in wins:
+            assert self._full is not None, "FaceDetector used after close()"
             res = self._full.process(np.ascontiguousarray(image[y0:y0 + hh, x0:x0 + ww]))
             cands += [_to_detection(d, x0, y0, ww, hh) for d in (res.detections or [])]
         for c in sorted(cands, key=lambda d: -d.score)[:3]:
@@ -380,8 +384,8 @@ class FaceCropper:
         self.tracker.close()
 
 
-def center_box(image: np.ndarray) -> CropBox:
-    """The largest centred square of an image."""
+def center_box(image: np.ndarray | Any) -> CropBox:
+    """The largest centred square of an image (anything with a (H, W, ...) ``shape``: arrays, tensors)."""
     h, w = image.shape[:2]
     return CropBox(w / 2, h / 2, float(min(w, h)))
 

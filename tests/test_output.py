@@ -41,7 +41,7 @@ def test_paste_back_of_the_source_crop_reproduces_the_portrait(astronaut):
     out = comp.compose(crop)
     ref = letterbox(astronaut, 640, 360)
     assert out.shape == ref.shape
-    x0, y0, x1, y1 = comp._roi
+    x0, y0, x1, y1 = comp._paste.roi
     diff = np.abs(out.astype(int) - ref).mean(axis=2)
     assert diff[y0:y1, x0:x1].mean() < 4.0  # resampling only
     outside = np.ones(diff.shape, bool)

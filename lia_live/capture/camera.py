@@ -31,7 +31,7 @@ def default_opener(spec: int | str, settings: CameraSettings):
 
     api = cv2.CAP_DSHOW if sys.platform == "win32" and isinstance(spec, int) else cv2.CAP_ANY
     quiet = hasattr(cv2, "setLogLevel") and hasattr(cv2, "getLogLevel")
-    level = cv2.getLogLevel() if quiet else None
+    level = cv2.getLogLevel() if quiet else 0
     if quiet:  # a missing camera is reported by us in one line; OpenCV's own warnings are noise
         cv2.setLogLevel(0)  # 0 = silent
     try:
@@ -43,7 +43,7 @@ def default_opener(spec: int | str, settings: CameraSettings):
         return cap
     if isinstance(spec, int):
         if settings.mjpg:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         if settings.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, settings.width)
         if settings.height:

@@ -58,6 +58,17 @@ def feather_mask(size: int, feather: float = 0.12) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)  # (S, S)
 
 
+@dataclass(frozen=True)
+class PastePlan:
+    """What paste-back precomputes per source: the letterboxed portrait, the region the face lands in
+    (x0, y0, x1, y1 in output pixels), the crop → region affine and the feathered mask over the region."""
+
+    bg: np.ndarray  # (out_h, out_w, 3) uint8
+    roi: tuple[int, int, int, int]
+    affine: np.ndarray  # (2, 3) float64
+    mask: np.ndarray  # (h, w, 1) float32
+
+
 class Compositor:
     """``compose(face)`` → the output frame for one model image (RGB uint8 S²).
 
@@ -72,10 +83,7 @@ class Compositor:
         if mode not in self.MODES:
             raise UserError(f"unknown «compose» mode {mode!r}; choose crop or paste")
         self.out_w, self.out_h, self.mode, self.feather = out_w, out_h, mode, feather
-        self._bg: np.ndarray | None = None
-        self._roi: tuple[int, int, int, int] | None = None
-        self._affine: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
+        self._paste: PastePlan | None = None
         self._size = 0
         self._t: dict = {}  # tensor-path state: see set_source_tensor / _canvas
 
@@ -87,7 +95,7 @@ class Compositor:
         import cv2
 
         f = fit_rect(portrait.shape[1], portrait.shape[0], self.out_w, self.out_h)
-        self._bg = letterbox(portrait, self.out_w, self.out_h)
+        bg = letterbox(portrait, self.out_w, self.out_h)
         m = box.matrix(size)  # image → crop
         s, tx, ty = m[0, 0], m[0, 2], m[1, 2]
         k = f.scale / s  # crop → output scale
@@ -97,25 +105,28 @@ class Compositor:
         y1 = min(f.y0 + f.h, int(np.ceil(oy + k * size)))
         if x1 <= x0 or y1 <= y0:
             raise UserError("the source crop lies outside the source image; use «compose» crop")
-        self._roi = (x0, y0, x1, y1)
-        self._affine = np.array([[k, 0, ox - x0], [0, k, oy - y0]], np.float64)  # crop → ROI pixels
-        mask = cv2.warpAffine(feather_mask(size, self.feather), self._affine, (x1 - x0, y1 - y0),
-                              flags=cv2.INTER_LINEAR, borderValue=0)
-        self._mask = mask[:, :, None]  # (h, w, 1)
+        affine = np.array([[k, 0, ox - x0], [0, k, oy - y0]], np.float64)  # crop → ROI pixels
+        mask = cv2.warpAffine(feather_mask(size, self.feather), affine, (x1 - x0, y1 - y0),
+                              flags=cv2.INTER_LINEAR, borderValue=(0.0,))
+        self._paste = PastePlan(bg, (x0, y0, x1, y1), affine, mask[:, :, None])  # mask (h, w, 1)
+
+    def _require_paste(self, what: str = "set_source() must be called before compose()") -> PastePlan:
+        if self._paste is None:
+            raise RuntimeError(f"Compositor.{what} in paste mode")
+        return self._paste
 
     def compose(self, face: np.ndarray) -> np.ndarray:
         if self.mode == "crop":
             return letterbox(face, self.out_w, self.out_h)
-        if self._bg is None:
-            raise RuntimeError("Compositor.set_source() must be called before compose() in paste mode")
+        plan = self._require_paste()
         import cv2
 
-        x0, y0, x1, y1 = self._roi
-        warped = cv2.warpAffine(face, self._affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+        x0, y0, x1, y1 = plan.roi
+        warped = cv2.warpAffine(face, plan.affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)  # (h, w, 3)
-        out = self._bg.copy()
+        out = plan.bg.copy()
         bg = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = (bg + self._mask * (warped.astype(np.float32) - bg) + 0.5).astype(np.uint8)
+        out[y0:y1, x0:x1] = (bg + plan.mask * (warped.astype(np.float32) - bg) + 0.5).astype(np.uint8)
         return out
 
     def passthrough(self, frame: np.ndarray) -> np.ndarray:
@@ -138,9 +149,10 @@ class Compositor:
         self._t = {}
         if self.mode != "paste":
             return
-        x0, y0, x1, y1 = self._roi
-        canvas = torch.from_numpy(self._bg).to(dev, copy=True)  # (H, W, 3) uint8; never self._bg itself
-        a = self._affine  # crop → ROI pixels: (x, y) = k·(u, v) + (ox', oy')
+        plan = self._require_paste()
+        x0, y0, x1, y1 = plan.roi
+        canvas = torch.from_numpy(plan.bg).to(dev, copy=True)  # (H, W, 3) uint8; never plan.bg itself
+        a = plan.affine  # crop → ROI pixels: (x, y) = k·(u, v) + (ox', oy')
         k, ox, oy = a[0, 0], a[0, 2], a[1, 2]
         xs = torch.arange(x1 - x0, dtype=torch.float64)  # (w,)
         ys = torch.arange(y1 - y0, dtype=torch.float64)  # (h,)
@@ -150,8 +162,8 @@ class Compositor:
         self._t = {
             "device": dev, "size": size, "canvas": canvas,
             "grid": grid.float().unsqueeze(0).to(dev),  # (1, h, w, 2)
-            "mask": torch.from_numpy(np.ascontiguousarray(self._mask[:, :, 0])).to(dev)[None, None],  # (1,1,h,w)
-            "bg": torch.from_numpy(self._bg[y0:y1, x0:x1]).to(dev).permute(2, 0, 1)[None].float(),  # (1,3,h,w)
+            "mask": torch.from_numpy(np.ascontiguousarray(plan.mask[:, :, 0])).to(dev)[None, None],  # (1,1,h,w)
+            "bg": torch.from_numpy(plan.bg[y0:y1, x0:x1]).to(dev).permute(2, 0, 1)[None].float(),  # (1,3,h,w)
         }
 
     def _canvas(self, key: str, device: torch.device) -> torch.Tensor:
@@ -192,7 +204,7 @@ class Compositor:
         x = face_to_255(face)  # (1, 3, S, S) 0..255 float
         if x.shape[-1] != self._t["size"]:
             raise ValueError(f"face is {x.shape[-1]}² but the source was set for {self._t['size']}²")
-        x0, y0, x1, y1 = self._roi
+        x0, y0, x1, y1 = self._require_paste().roi
         warped = F.grid_sample(x, self._t["grid"], mode="bilinear", padding_mode="border",
                                align_corners=False)  # (1, 3, h, w)
         bg = self._t["bg"]  # (1, 3, h, w)
