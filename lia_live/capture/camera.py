@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
+from ..log import log as lia_log
 from .base import Capture, Frame
 
 
@@ -72,7 +73,7 @@ class CameraCapture(Capture):
         self.settings = settings
         self.fps = settings.fps
         self._opener = opener or default_opener
-        self._log = log or (lambda msg: print(f"lia-live: {msg}", file=sys.stderr, flush=True))
+        self._log = log or lia_log
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._latest: Frame | None = None
@@ -108,7 +109,7 @@ class CameraCapture(Capture):
         try:
             self._cap.release()
         except Exception as e:  # a broken driver must not stop shutdown
-            print(f"lia-live: warning: releasing {self.name} failed: {e}", file=sys.stderr)
+            lia_log(f"warning: releasing {self.name} failed: {e}")
 
     def _run(self) -> None:
         import cv2
