@@ -34,7 +34,7 @@ from .capture.base import Capture, Frame
 from .errors import UserError
 from .log import log
 from .motion import MotionArgs, MotionController
-from .pipeline import END, Handoff, Pipeline
+from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
 from .settings import LiveConfig
 from .signals import Stopper
@@ -397,6 +397,23 @@ def _make_animator(cfg: LiveConfig) -> Animator:
     return anim
 
 
+class EncodingOutput:
+    """A file output whose encoding runs in its own thread, so it is a pipeline stage of its own."""
+
+    def __init__(self, output):
+        self.output = output
+        self.sink = BackgroundSink(output.send, "encode", capacity=4)
+
+    def send(self, rgb: np.ndarray) -> None:
+        self.sink.put(rgb.copy())  # the frame may be a reused buffer
+
+    def close(self) -> None:
+        try:
+            self.sink.finish()
+        finally:
+            self.output.close()
+
+
 def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
     """The outputs asked for; a missing virtual camera is fatal only when it is the only output."""
     from .output import FileOutput, VirtualCamera
@@ -404,7 +421,7 @@ def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
     o = cfg.output
     outputs: list = []
     if o.output is not None:
-        outputs.append(FileOutput(o.output, out_fps, overwrite=o.overwrite))
+        outputs.append(EncodingOutput(FileOutput(o.output, out_fps, overwrite=o.overwrite)))
     if o.vcam:
         fps = o.fps or 30.0
         try:

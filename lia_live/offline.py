@@ -24,7 +24,7 @@ from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
 from .log import log
 from .motion import MotionArgs, nearest_to
-from .pipeline import END, Handoff, Pipeline
+from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
 from .settings import ModelConfig
 
@@ -201,36 +201,6 @@ def replay_template(anim: Animator, template, batch: int, limit: int | None = No
             yield from from_tensor(render_args(anim, args[i:i + batch]))
 
 
-class _Encoder:
-    """Writes frames in a background thread (encoding off the model's thread); errors surface on the next call."""
-
-    def __init__(self, writer, capacity: int = 8):
-        self.writer = writer
-        self.pipe = Pipeline()
-        self.inbox = Handoff(newest_only=False, capacity=capacity, name="encode")
-        self.pipe.stage("encode", self._write, self.inbox, Handoff(newest_only=False, name="encoded"))
-        self.pipe.start()
-
-    def _write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
-        return None
-
-    def write(self, frame: np.ndarray) -> None:
-        self.pipe.raise_errors()
-        self.inbox.put(frame, self.pipe.stop)
-
-    def finish(self) -> None:
-        """Wait until every frame is written; re-raise a write error."""
-        self.inbox.close()
-        for t in self.pipe.threads:
-            while t.is_alive():
-                t.join(0.1)
-        self.pipe.raise_errors()
-
-    def cancel(self) -> None:
-        self.pipe.join()
-
-
 def run_animate(cfg) -> int:
     """Run ``lia-animate``; returns the number of frames written.
 
@@ -247,7 +217,7 @@ def run_animate(cfg) -> int:
     else:
         writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
                              overwrite=cfg.overwrite)
-    encoder: _Encoder | None = None
+    encoder: BackgroundSink | None = None
     try:
         anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
                                          tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
@@ -267,9 +237,9 @@ def run_animate(cfg) -> int:
             plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
             frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
                                    cfg.max_frames, recorder)
-        encoder = _Encoder(writer)
+        encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
         for out in _progress(frames, total, cfg.progress, "lia-animate"):
-            encoder.write(out)
+            encoder.put(out)
         encoder.finish()
     except BaseException:
         if encoder is not None:

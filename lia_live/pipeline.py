@@ -134,3 +134,36 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+
+class BackgroundSink:
+    """Calls ``fn(item)`` for every :meth:`put` item, in order, in its own thread (e.g. video encoding off
+    the model's or the UI's thread). A failure in ``fn`` is re-raised by the next :meth:`put` or by
+    :meth:`finish`; ``put`` waits while ``capacity`` items are pending."""
+
+    def __init__(self, fn: Callable[[Any], None], name: str, capacity: int = 8):
+        self.fn = fn
+        self.pipe = Pipeline()
+        self.inbox = Handoff(newest_only=False, capacity=capacity, name=name)
+        self.pipe.stage(name, self._call, self.inbox, Handoff(newest_only=False, name=f"{name}-done"))
+        self.pipe.start()
+
+    def _call(self, item: Any) -> None:
+        self.fn(item)
+
+    def put(self, item: Any) -> None:
+        self.pipe.raise_errors()
+        self.inbox.put(item, self.pipe.stop)
+        self.pipe.raise_errors()
+
+    def finish(self) -> None:
+        """Wait until every item went through ``fn``; re-raise its failure."""
+        self.inbox.close()
+        for t in self.pipe.threads:
+            while t.is_alive():
+                t.join(0.1)
+        self.pipe.raise_errors()
+
+    def cancel(self) -> None:
+        """Stop without waiting for pending items (after an error elsewhere)."""
+        self.pipe.join()

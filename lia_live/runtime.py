@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CHECKPOINTS = ("checkpoints/vox.pt", "checkpoints/vox.safetensors")
 CHECKPOINT_HELP = ("Official LIA checkpoints (vox.pt, taichi.pt, ted.pt: the authors' release, CC BY-NC 4.0) "
-                   "go in ./checkpoints/ or are named with «checkpoint» / $LIA_CHECKPOINT.")
+                   "go in ./checkpoints/, or give the file's path («checkpoint» or $LIA_CHECKPOINT).")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 
 
