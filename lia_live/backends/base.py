@@ -203,6 +203,8 @@ def resolve_backend_name(name: str, device: str | torch.device = "cpu") -> str:
         return name
     backend_names()
     best = sorted((i for i in _REGISTRY.values() if i.available(dev)[0]), key=lambda i: -i.rank(dev))
+    if not best:
+        raise UserError(f"no inference backend is available on {dev}")
     return best[0].name
 
 

@@ -87,6 +87,8 @@ def compile_kwargs(compile_fn, inputs: list[torch.Tensor], dtype: torch.dtype, d
         kw["enable_autocast"] = True
         kw["autocast_low_precision_type"] = torch.float16
         kw["autocast_excluded_ops"] = {torch.ops.aten.grid_sampler_2d.default}
+    if dtype == torch.float32 and not autocast:
+        kw["disable_tf32"] = True  # the fp32 engine is the exact fallback: no TF32 matrix maths
     if "optimization_level" in params:
         kw["optimization_level"] = 5
     return {k: v for k, v in kw.items() if k in params}
