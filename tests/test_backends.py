@@ -196,10 +196,10 @@ def test_fixed_shape_backend_runs_batches_sample_by_sample(seeded_tiny, engine_c
     assert got.shape == (3, 3, 64, 64)
     assert rel_l2(got.numpy(), want.numpy()) < 1e-4
     # a second backend on the same weights reuses the exported files instead of exporting again
-    files = sorted(engine_cache.glob("lia-*"))
+    files = sorted(engine_cache.glob("lia-*.onnx*"))
     before = {p.name: p.stat().st_mtime_ns for p in files}
     create_backend("onnxruntime", seeded_tiny)
-    assert {p.name: p.stat().st_mtime_ns for p in sorted(engine_cache.glob("lia-*"))} == before
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(engine_cache.glob("lia-*.onnx*"))} == before
     assert len([p for p in files if p.suffix == ".onnx"]) == 2 and len(files) == 4  # + sidecars
     assert not [p for p in engine_cache.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 

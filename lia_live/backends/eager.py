@@ -38,6 +38,8 @@ class EagerBackend(GraphBackend):
 def _available(device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda" and not torch.cuda.is_available():
         return False, "CUDA is not available"
+    if device.type not in ("cpu", "cuda"):
+        return False, f"eager backend supports cpu and cuda, not {device.type}"
     return True, "PyTorch"
 
 
