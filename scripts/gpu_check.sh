@@ -10,7 +10,10 @@
 # - wheels in .whl/ (git-ignored; pass ".whl" in the device tool's carry) are installed into /tmp/site first,
 #   e.g. PyAV for mp4 output (av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl, 35 MB);
 # - the demo clip: $LIA_GPU_DATA, else shared/data/vox, else .gpu-data/ (git-ignored copy of
-#   ../shared/data/vox: driving1.mp4 + macron.png, 0.4 MB; pass ".gpu-data" in carry), else ../shared/data/vox.
+#   ../shared/data/vox: driving1.mp4 + macron.png, 0.4 MB; pass ".gpu-data" in carry), else ../shared/data/vox
+#   (or ../../shared/data/vox from a worktree). To prepare, in the checkout the device tool sends:
+#     mkdir -p .gpu-data && cp ../shared/data/vox/driving1.mp4 ../shared/data/vox/macron.png .gpu-data/ &&
+#     echo /.gpu-data/ >> .git/info/exclude
 # Device tool call (one call, ~9 min of device time with start-up):
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl", ".gpu-data"], timeout_s=560)
 # Written without a GPU: the CUDA steps have not run yet (see docs/engines.md).
@@ -19,21 +22,15 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DRY=0
 [ "${1:-}" = "--cpu-dry-run" ] && DRY=1
-OUT=${OUT:-$ROOT/gpu_check_out}
-mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_BUDGET_S:-480}
 START=$(date +%s)
-STEPS="$OUT/.steps.tsv"
-LOG="$OUT/steps.log"
-: >"$STEPS"
-: >"$LOG"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export LIA_ENGINE_DIR=${LIA_ENGINE_DIR:-/tmp/lia-gpu-check/engines}
 
 if compgen -G ".whl/*.whl" >/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
 HAS_CUDA=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
@@ -41,6 +38,12 @@ if [ "$HAS_CUDA" != 1 ] && [ $DRY = 0 ]; then
   echo "gpu_check: PyTorch sees no CUDA GPU here; run 'bash scripts/gpu_check.sh --cpu-dry-run' to exercise the script on CPU" >&2
   exit 2
 fi
+OUT=${OUT:-/tmp/lia-gpu-check/out}
+mkdir -p "$OUT"
+STEPS="$OUT/.steps.tsv"
+LOG="$OUT/steps.log"
+: >"$STEPS"
+: >"$LOG"
 DEV=cuda
 [ $DRY = 1 ] && DEV=cpu
 
@@ -64,16 +67,15 @@ step() {
 }
 
 DATA=""
-for d in "${LIA_GPU_DATA:-}" shared/data/vox .gpu-data ../shared/data/vox; do
+for d in "${LIA_GPU_DATA:-}" shared/data/vox .gpu-data ../shared/data/vox ../../shared/data/vox; do
   if [ -n "$d" ] && [ -f "$d/driving1.mp4" ] && [ -f "$d/macron.png" ]; then DATA=$d; break; fi
 done
 
 if [ $DRY = 1 ]; then
   step environment 30 bash -c "$PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
   step pytest-gpu 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-  step bench 300 $PY -m lia_live.cli.bench --device cpu --backends eager --batch-sizes 1,2 --frames 2 --warmup 1 \
-    --naive-frames 0 --rounds 1 --size 256 --json "$OUT/bench.json"
-  BENCH_WARM_ARGS=""
+  step bench 300 $PY -m lia_live.cli.bench --device cpu --backends eager --precisions fp32 --batch-sizes 1,2 \
+    --frames 1 --warmup 0 --naive-frames 0 --rounds 1 --json "$OUT/bench.json"
 else
   step environment 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \
     $PY -c 'import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"

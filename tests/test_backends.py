@@ -150,6 +150,8 @@ def test_backend_options_are_declared_converted_and_checked(tiny_generator):
         info.convert_options({"mode": "fastest"})
     with pytest.raises(UserError, match="expected true/false"):
         info.convert_options({"cache": "maybe"})
+    assert backend_info("cudagraph").convert_options({"share-pool": "off", "warmup": "5"}) == \
+        {"share_pool": False, "warmup": 5}
     with pytest.raises(UserError, match="invalid literal"):
         backend_info("onnxruntime").convert_options({"threads": "two"})
     with pytest.raises(UserError, match="has no option 'mode' \\(it takes: no options\\)"):

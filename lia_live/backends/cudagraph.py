@@ -13,7 +13,10 @@ How (per graph — motion encoder, synthesis — and per batch size, captured la
 - static input buffers are allocated once; each call copies its inputs into them;
 - the model (an fp16 cast copy with ToFlow kept fp32, see ``graph.reduced_precision_copy``) runs a few
   warm-up iterations on a side stream, then ``torch.cuda.graph(g, pool=...)`` captures one iteration;
-  all graphs of the backend share one memory pool (they never run concurrently);
+  all graphs of the backend share one memory pool (option ``share-pool``, on by default), which is safe
+  because replays never overlap: a lock serialises them and each is issued on the caller's current stream
+  — callers that replay this backend's graphs from threads on *different* streams should turn the
+  option off (each graph then gets its own pool: more memory);
 - each call replays the graph and returns a *clone* of the static output: the next replay of this graph,
   or of another graph in the shared pool, overwrites the static output in place.
 Shapes are static inside a graph: a new batch size captures a new graph (well under a second each).
@@ -21,6 +24,7 @@ Shapes are static inside a graph: a new batch size captures a new graph (well un
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Sequence
 
 import torch
@@ -85,7 +89,7 @@ class CudaGraphBackend(GraphBackend):
     prefers_batch = True
 
     def __init__(self, generator: Generator, device="cuda", precision="fp16", warmup: int = 3,
-                 capture: Capture | None = None):
+                 share_pool: bool = True, capture: Capture | None = None):
         super().__init__(generator, device, precision)
         if capture is None:
             if self.device.type != "cuda":
@@ -93,7 +97,8 @@ class CudaGraphBackend(GraphBackend):
             capture = capture_cuda_graph
         if warmup < 1:
             raise UserError(f"cudagraph option warmup must be >= 1, got {warmup}")
-        self._capture, self.warmup_iters = capture, warmup
+        self._capture, self.warmup_iters, self.share_pool = capture, warmup, share_pool
+        self._lock = threading.Lock()
         model = reduced_precision_copy(self.generator, self.dtype)  # ToFlow stays fp32
         self._motion = MotionEncoderGraph(model).eval()
         self._synth = SynthesisGraph(model).eval()
@@ -101,22 +106,24 @@ class CudaGraphBackend(GraphBackend):
         self.graphs: dict[tuple[str, int], StaticGraph] = {}
 
     def _pool_handle(self):
-        if self._pool is None and self._capture is capture_cuda_graph:
+        if not self.share_pool or self._capture is not capture_cuda_graph:
+            return None  # None: the capture makes a private pool for this graph
+        if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         return self._pool
 
-    def _graph(self, kind: str, fn: Callable[..., torch.Tensor], xs: tuple[torch.Tensor, ...]) -> StaticGraph:
+    def _run(self, kind: str, fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
         key = (kind, xs[0].shape[0])
-        if key not in self.graphs:
-            self.graphs[key] = StaticGraph(fn, xs, self._pool_handle(), self.warmup_iters, self._capture)
-        return self.graphs[key]
+        with self._lock:  # captures and replays never overlap (shared pool, static buffers)
+            if key not in self.graphs:
+                self.graphs[key] = StaticGraph(fn, xs, self._pool_handle(), self.warmup_iters, self._capture)
+            return self.graphs[key](*xs)
 
     def motion_fn(self, img: torch.Tensor) -> torch.Tensor:
-        return self._graph("motion", self._motion, (img,))(img)  # (B, M)
+        return self._run("motion", self._motion, img)  # (B, M)
 
     def synth_fn(self, latent: torch.Tensor, *feats: torch.Tensor) -> torch.Tensor:
-        xs = (latent, *feats)
-        return self._graph("synthesis", self._synth, xs)(*xs)  # (B, 3, S, S)
+        return self._run("synthesis", self._synth, latent, *feats)  # (B, 3, S, S)
 
     def describe(self) -> str:
         return f"cudagraph (CUDA graphs of eager, {self.precision}, {self.device})"
@@ -135,4 +142,6 @@ def _available(device: torch.device) -> tuple[bool, str]:
 register_backend(BackendInfo("cudagraph", CudaGraphBackend, _available, priority=50, precisions=("fp16", "fp32", "bf16"),
                              default_precision="fp16", batch_friendly=True,
                              options=(BackendOption("warmup", "warm-up runs on a side stream before each capture",
-                                                    kind="int"),)))
+                                                    kind="int"),
+                                      BackendOption("share-pool", "one memory pool for all graphs (off: callers "
+                                                    "replay from several streams)", kind="bool"))))
