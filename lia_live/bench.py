@@ -307,9 +307,9 @@ def format_table(rows: list[Row], naive: Row | None) -> str:
 
 def default_combos(device: str, backends: list[str] | None, precisions: list[str] | None,
                    batches: list[int] | None = None) -> list[tuple[str, str, int]]:
-    """(backend, precision, batch) rows: every available backend at its default precision, plus fp16 on CUDA
-    (bf16 on CPU) and fp32 on CUDA; batch sizes > 1 (default on CUDA: 8 and 32) for batch-friendly backends,
-    at their CUDA default precision."""
+    """(backend, precision, batch) rows: every available backend at its default precision, plus fp16 and fp32
+    on CUDA (bf16 on CPU); batch sizes > 1 (default on CUDA: 8 and 32) for batch-friendly backends, in fp16
+    on CUDA (the first of ``precisions`` when given)."""
     avail = available_backends(device)
     names = backends or [n for n, (ok, _) in avail.items() if ok]
     on_cuda = torch.device(device).type == "cuda"
@@ -328,7 +328,7 @@ def default_combos(device: str, backends: list[str] | None, precisions: list[str
             if p in info.precisions and not (p == "fp16" and not on_cuda):
                 combos.append((n, p, 1))
         if info.batch_friendly:
-            bprec = precisions[0] if precisions else default
+            bprec = precisions[0] if precisions else "fp16" if on_cuda and "fp16" in info.precisions else default
             combos += [(n, bprec, b) for b in batches if b > 1 and bprec in info.precisions]
     return combos
 

@@ -51,8 +51,8 @@ def test_cuda_backend_matches_eager_fp32(name, precision, gen, frames):
     ok, why = available_backends("cuda")[name]
     if not ok:
         pytest.skip(f"{name} unavailable on cuda: {why}")
-    if name == "compile" and precision == "bf16":
-        pytest.skip("compile: fp16 and fp32 are enough for one GPU check (a compile each)")
+    if name == "compile" and precision != "fp16":
+        pytest.skip("compile: its CUDA default (fp16) only — each precision is a cold compile of ~48 s")
     source = frames[0]
     ref = make_animator(create_backend("eager", gen, device="cuda", precision="fp32"), source)
     anim = make_animator(create_backend(name, gen, device="cuda", precision=precision), source)
