@@ -86,7 +86,7 @@ class CompileBackend(GraphBackend):
             motion = copy.deepcopy(motion).to(memory_format=torch.channels_last)
         self.cache_path = None
         self.cache_loaded = False
-        if cache:
+        if cache and hasattr(torch.compiler, "save_cache_artifacts"):  # torch >= 2.7; older: inductor's own cache
             self._load_cache(engine_root)
         kw = compile_kwargs(self.mode)
         self._motion = torch.compile(motion, dynamic=False, fullgraph=True, **kw)
