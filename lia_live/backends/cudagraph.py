@@ -139,9 +139,9 @@ def _available(device: torch.device) -> tuple[bool, str]:
 
 # On CUDA without TensorRT, auto picks this: ready in about a second (torch.compile needs ~48 s cold), and
 # it removes the launch overhead that dominates eager there. See docs/engines.md for what was measured.
-register_backend(BackendInfo("cudagraph", CudaGraphBackend, _available, priority=50, precisions=("fp16", "fp32", "bf16"),
-                             default_precision="fp16", batch_friendly=True,
-                             options=(BackendOption("warmup", "warm-up runs on a side stream before each capture",
-                                                    kind="int"),
-                                      BackendOption("share-pool", "one memory pool for all graphs (off: callers "
-                                                    "replay from several streams)", kind="bool"))))
+register_backend(BackendInfo(
+    "cudagraph", CudaGraphBackend, _available, priority=50, precisions=("fp16", "fp32", "bf16"),
+    default_precision="fp16", batch_friendly=True,
+    options=(BackendOption("warmup", "warm-up runs on a side stream before each capture", kind="int"),
+             BackendOption("share-pool", "one memory pool for all graphs (off: callers replay from several streams)",
+                           kind="bool"))))
