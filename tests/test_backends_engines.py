@@ -341,6 +341,37 @@ def test_cudagraph_replays_the_right_frame_per_batch_size(seeded_tiny_gen):
     assert b.prefers_batch and b.max_batch is None
 
 
+@pytest.mark.parametrize("share", [True, False])
+def test_cudagraph_graphs_share_one_pool_unless_asked_not_to(seeded_tiny_gen, monkeypatch, share):
+    from lia_live.backends import cudagraph
+
+    handles, pools = [], []
+
+    def handle():
+        handles.append(object())
+        return handles[-1]
+
+    def capture(fn, inputs, pool, warmup):  # stands in for capture_cuda_graph (identity checked below)
+        pools.append(pool)
+        return _fake_capture([])(fn, inputs, pool, warmup)
+
+    monkeypatch.setattr(cudagraph.torch.cuda, "graph_pool_handle", handle)
+    monkeypatch.setattr(cudagraph, "capture_cuda_graph", capture)
+    b = cudagraph.CudaGraphBackend(seeded_tiny_gen, device="cpu", precision="fp32", share_pool=share,
+                                   capture=capture)
+    img = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        state = b.encode_source(img)
+        b.encode_motion(img)
+        b.encode_motion(torch.cat([img, img]))
+        b.synthesize(state.latent, state.feats)
+    assert len(pools) == 3
+    if share:
+        assert len(handles) == 1 and all(p is handles[0] for p in pools)
+    else:
+        assert handles == [] and pools == [None, None, None]
+
+
 def test_cudagraph_static_graph_rejects_other_shapes(seeded_tiny_gen):
     from lia_live.backends.cudagraph import StaticGraph
 
