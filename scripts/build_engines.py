@@ -1,9 +1,10 @@
-"""Build (or refresh) the inference engines under engines/ ahead of time, and check them against eager fp32.
+"""Build (or refresh) the inference engines in the engine cache ahead of time, and check them against eager fp32.
 
     python scripts/build_engines.py --checkpoint checkpoints/vox.pt                 # TensorRT FP16 on cuda
     python scripts/build_engines.py --backends onnxruntime --device cpu            # the ONNX files only
 
-Engines are keyed by weights hash, resolution, precision, GPU and library versions; up-to-date ones are
+The cache is ``--engine-dir``, else ``$LIA_ENGINE_DIR``, else ``~/.cache/lia-live/engines``
+(``$XDG_CACHE_HOME/lia-live/engines``). Engines are keyed by weights hash, resolution, precision, GPU and library versions; up-to-date ones are
 reused, stale or foreign ones rebuilt. Each built engine is compared with the fp32 eager model on a
 real image (``--image``; a synthetic test card otherwise). Exit code 1 when a check fails.
 """
@@ -28,7 +29,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto")
     p.add_argument("--backends", default="tensorrt", help="comma-separated: tensorrt, onnxruntime")
     p.add_argument("--precision", default=None, help="fp16 or fp32 for tensorrt (default fp16)")
-    p.add_argument("--engine-dir", default=None, help="where engines live (default: $LIA_ENGINE_DIR or ./engines)")
+    p.add_argument("--engine-dir", default=None,
+                   help="where engines live (default: $LIA_ENGINE_DIR, else ~/.cache/lia-live/engines)")
     p.add_argument("--image", default=None, help="a portrait (RGB image file) to check the engines on")
     return p
 

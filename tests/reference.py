@@ -1,4 +1,4 @@
-"""Helpers to rebuild the seeded reference weights of tests/fixtures/lia_reference (see its README)."""
+"""Helpers around tests/fixtures/lia_reference (see its README): its manifest, weights and reference outputs."""
 
 from __future__ import annotations
 
@@ -18,22 +18,16 @@ def read_manifest(path: Path = FIXTURE / "manifest.tsv") -> list[tuple[str, tupl
     return rows
 
 
-def seeded_params(seed: int = 20221) -> dict[str, torch.Tensor]:
-    """The fixture's parameter values, drawn in manifest order from one generator."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, shape, kind in read_manifest():
-        if kind != "param":
-            continue
-        z = torch.randn(shape, generator=g, dtype=torch.float32)
-        if key.endswith("modulation.bias"):
-            v = 1 + 0.1 * z
-        else:
-            v = 0.1 * z if key.endswith("bias") else z
-            if "to_flows" in key and "modulation" not in key:
-                v = v * 0.1
-        out[key] = v
-    return out
+def seeded_params(seed: int | None = None) -> dict[str, torch.Tensor]:
+    """The fixture's parameter values: the benchmark's seeded official-shape weights with the fixture's seed.
+
+    One recipe in one place (``lia_live.bench.seeded_state``); the fixture's reference outputs were made
+    with it, so test_parity fails if the recipe ever drifts.
+    """
+    from lia_live.bench import REFERENCE_SEED, seeded_state
+    from lia_live.model import Generator
+
+    return seeded_state(Generator(256), REFERENCE_SEED if seed is None else seed)
 
 
 def reference_arrays() -> dict[str, np.ndarray]:

@@ -64,14 +64,20 @@ def test_frame_folder_to_png_dir_matches_animator(inputs, tiny_generator, astron
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
-def test_auto_backend_is_announced_and_matches_eager(inputs):
+def test_auto_backend_is_announced_and_matches_eager(inputs, monkeypatch):
+    from lia_live.backends import resolve_backend_name
+
+    engines = inputs["tmp"] / "engines"
+    monkeypatch.setenv("LIA_ENGINE_DIR", str(engines))  # the subprocess builds its engines there
     outs = {}
-    for backend in ("eager", "auto"):
+    for backend, expected in (("eager", "eager"), ("auto", resolve_backend_name("auto", "cpu"))):
         outs[backend] = inputs["tmp"] / f"b_{backend}"
         r = animate("--source", inputs["src"], "--driving", inputs["folder"], "--checkpoint", inputs["ck"],
                     "--output", outs[backend], "--max-frames", "3", "--backend", backend)
         assert r.returncode == 0, r.stderr
-        assert "backend " in r.stderr
+        assert f"backend {expected} " in r.stderr
+    if resolve_backend_name("auto", "cpu") == "onnxruntime":
+        assert len(list(engines.glob("*.onnx"))) == 2  # exported into the engine cache, not the checkout
     a = [cv2.imread(str(p)).astype(int) for p in sorted(outs["eager"].iterdir())]
     b = [cv2.imread(str(p)).astype(int) for p in sorted(outs["auto"].iterdir())]
     assert len(a) == len(b) == 3

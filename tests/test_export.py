@@ -5,7 +5,7 @@ import torch
 
 from reference import rel_l2
 
-from lia_live.export import MotionEncoderGraph, SynthesisGraph, export_onnx, export_program, feature_shapes
+from lia_live.backends.export import MotionEncoderGraph, SynthesisGraph, export_onnx, export_program, feature_shapes
 from lia_live.imaging import to_tensor
 
 

@@ -2,7 +2,11 @@
 
 In fp16/bf16 a cast copy of the model runs the per-frame graphs (see ``graph.reduced_precision_copy``:
 ToFlow stays fp32; on CPU bf16 applies to the motion encoder only, via oneDNN's bf16 kernels on CPUs
-with avx512_bf16 / AMX). The source is always encoded in fp32.
+with avx512_bf16 / AMX). The source is always encoded in fp32. Any batch size runs natively.
+
+On CUDA eager is launch-bound (about 67 convolutions plus their pointwise ops per frame, each a Python
+dispatch: 9.7 ms fp32, 11.1 ms fp16 per frame on an H200) — the ``cudagraph`` backend removes that
+dispatch; eager stays the reference every other backend is checked against, so it keeps fp32 by default.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from .graph import GraphBackend, check_cpu_precision, reduced_precision_copy, sy
 
 class EagerBackend(GraphBackend):
     name = "eager"
-    static_batch = False
+    max_batch = None
+    prefers_batch = True
 
     def __init__(self, generator, device="cpu", precision="fp32"):
         super().__init__(generator, device, precision)
@@ -33,7 +38,9 @@ class EagerBackend(GraphBackend):
 def _available(device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda" and not torch.cuda.is_available():
         return False, "CUDA is not available"
+    if device.type not in ("cpu", "cuda"):
+        return False, f"eager backend supports cpu and cuda, not {device.type}"
     return True, "PyTorch"
 
 
-register_backend(BackendInfo("eager", EagerBackend, _available, priority=0))
+register_backend(BackendInfo("eager", EagerBackend, _available, priority=0, batch_friendly=True))

@@ -4,20 +4,25 @@ The source portrait is encoded once with the fp32 eager encoder (it is not per-f
 per-frame motion encoder and synthesis run on the engine. Subclasses set ``self.motion_fn`` and
 ``self.synth_fn`` (tensor in, tensor out, on the backend's device). Images go in at the backend's
 dtype; the latent and the cached source features stay fp32 (the flow and warp run in fp32).
+
+Batches: ``max_batch`` is the largest batch ``motion_fn`` / ``synth_fn`` take (1 for fixed-shape engines,
+None for any); larger batches are split into chunks of that size and concatenated.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Callable
 
 import torch
 
-from ..model import Generator
 from ..errors import UserError
+from ..log import log
+from ..model import Generator
 from .base import Backend, SourceState
-from .engines import Check, check_output, synthetic_face
+from .checks import Check, check_output, test_card
+
+__all__ = ["GraphBackend", "check_cpu_precision", "log", "reduced_precision_copy", "synthesis_dtype"]
 
 
 def synthesis_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -55,17 +60,12 @@ def check_cpu_precision(precision: str, device: torch.device, backend: str) -> N
                         f"use «precision» bf16 or fp32")
 
 
-def log(msg: str) -> None:
-    """Progress and warnings from engine builders go to stderr, one line each."""
-    print(f"lia-live: {msg}", file=sys.stderr, flush=True)
-
-
 class GraphBackend(Backend):
     """Backend running ``MotionEncoderGraph`` / ``SynthesisGraph`` through ``motion_fn`` / ``synth_fn``."""
 
     motion_fn: Callable[[torch.Tensor], torch.Tensor]
     synth_fn: Callable[..., torch.Tensor]
-    static_batch = True  # graphs built for batch 1: larger batches run sample by sample
+    max_batch: int | None = 1  # graphs built for batch 1: larger batches run sample by sample
 
     def __init__(self, generator: Generator, device="cpu", precision="fp32"):
         super().__init__(generator, device, precision)
@@ -77,25 +77,33 @@ class GraphBackend(Backend):
         alpha = self.generator.enc.fc(wa)  # (B, M)
         return SourceState(wa.float(), list(feats), alpha.float())  # feats stay fp32: only ToFlow reads them
 
+    def _chunks(self, batch: int) -> list[slice]:
+        step = self.max_batch or batch
+        return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
     @torch.no_grad()
     def encode_motion(self, img: torch.Tensor) -> torch.Tensor:
-        if self.static_batch and img.shape[0] > 1:
-            return torch.cat([self.encode_motion(x[None]) for x in img])
-        return self.motion_fn(img.to(self.device, self.dtype)).float()  # (B, M)
+        img = img.to(self.device, self.dtype)  # (B, 3, S, S)
+        parts = [self.motion_fn(img[s]).float() for s in self._chunks(img.shape[0])]  # (b, M) each
+        return parts[0] if len(parts) == 1 else torch.cat(parts)  # (B, M)
 
     @torch.no_grad()
     def synthesize(self, latent: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        if self.static_batch and latent.shape[0] > 1:
-            return torch.cat([self.synthesize(latent[i:i + 1], [f[i:i + 1] for f in feats])
-                              for i in range(latent.shape[0])])
-        return self.synth_fn(latent.to(self.device, torch.float32), *feats).float()  # (B, 3, S, S)
+        latent = latent.to(self.device, torch.float32)  # (B, D)
+        parts = [self.synth_fn(latent[s], *[f[s] for f in feats]).float() for s in self._chunks(latent.shape[0])]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)  # (B, 3, S, S)
+
+    def _moved_latent(self, latent: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``latent`` moved by motion ``alpha`` through the model's own Direction module (absolute motion)."""
+        return latent + self.generator.dec.direction(alpha.float())  # (B, D)
 
     def warmup(self, iters: int = 2) -> None:
-        """Run both graphs on a test card (triggers lazy compilation)."""
-        img = synthetic_face(self.config.size).to(self.device)
+        """Run both graphs on a test card (triggers lazy compilation or capture)."""
+        img = test_card(self.config.size).to(self.device)
         src = self.encode_source(img)
-        for _ in range(iters):
-            self.synthesize(src.latent + self.encode_motion(img) @ self.basis.to(self.device).t(), src.feats)
+        with torch.no_grad():
+            for _ in range(iters):
+                self.synthesize(self._moved_latent(src.latent, self.encode_motion(img)), src.feats)
 
     @torch.no_grad()
     def validate(self, image: torch.Tensor | None = None) -> list[Check]:
@@ -104,13 +112,13 @@ class GraphBackend(Backend):
         Motion: α of ``image``; synthesis: the source latent moved by α of the horizontally flipped
         image, with the source's own features — a realistic, non-identity frame.
         """
-        img = synthetic_face(self.config.size) if image is None else image[:1]
+        img = test_card(self.config.size) if image is None else image[:1]
         img = img.to(self.device, torch.float32)
         enc = self.generator.enc
         wa, feats = enc.net_app(img)
         drv = torch.flip(img, dims=(3,))
         want_alpha = enc.fc(enc.net_app(drv)[0])  # (1, M)
-        latent = wa + want_alpha @ self.basis.to(self.device).t()  # (1, D)
+        latent = self._moved_latent(wa, want_alpha)  # (1, D)
         want_img = self.generator.dec.synthesize(latent, feats)  # (1, 3, S, S)
         got_alpha = self.encode_motion(drv)
         got_img = self.synthesize(latent, feats)

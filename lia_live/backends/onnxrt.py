@@ -1,7 +1,8 @@
 """``onnxruntime``: the two per-frame graphs exported to ONNX (opset 18) and run by ONNX Runtime.
 
-The ONNX files are built once per weights / resolution / exporter version and kept under
-``engines/`` (the same files ``trtexec`` takes). CPU execution provider everywhere; the CUDA
+The ONNX files are built once per weights / resolution / exporter version and kept in the engine cache
+(``cache.engine_dir()``: ``$LIA_ENGINE_DIR`` or ``~/.cache/lia-live/engines``; the same files ``trtexec``
+takes). CPU execution provider everywhere; the CUDA
 execution provider when the device is CUDA and ``onnxruntime-gpu`` is installed. fp32 only.
 """
 
@@ -10,15 +11,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..export import DEFAULT_OPSET, export_onnx
 from ..model import Generator
-from .base import BackendInfo, register_backend
-from .engines import EngineSpec, commit, engine_dir, lookup, weights_hash
+from .base import BackendInfo, BackendOption, register_backend
+from .cache import EngineSpec, commit, engine_dir, lookup, weights_hash
+from .export import DEFAULT_OPSET, export_onnx
 from .graph import GraphBackend, log
 
 
@@ -39,12 +42,14 @@ def ensure_onnx(generator: Generator, root: str | os.PathLike | None = None,
         return {g: p for g, (p, _, _) in found.items()}
     why = next(w for _, ok, w in found.values() if not ok)
     log(f"onnxruntime: exporting the motion and synthesis graphs to ONNX in {root}/ ({why})")
-    tmp = root / ".export-tmp"
-    paths = export_onnx(generator, tmp, opset=opset)
-    for g, (dest, _, _) in found.items():
-        src = paths[g]
-        commit(dest, specs[g], lambda t, src=src: os.replace(src, t))
-    shutil.rmtree(tmp, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))  # private: parallel exports never collide
+    try:
+        paths = export_onnx(generator, tmp, opset=opset)
+        for g, (dest, _, _) in found.items():
+            commit(dest, specs[g], lambda t, src=paths[g]: shutil.copyfile(src, t))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return {g: p for g, (p, _, _) in found.items()}
 
 
@@ -108,5 +113,8 @@ def _available(device: torch.device) -> tuple[bool, str]:
 
 # On CPU, auto prefers ONNX Runtime: as fast as inductor in fp32 here, steady under load from other
 # processes (no OpenMP busy-waiting), and its exported files are cached on disk (fast restarts).
-register_backend(BackendInfo("onnxruntime", OnnxRuntimeBackend, _available, priority=10, precisions=("fp32",),
-                             cpu_priority=30))
+register_backend(BackendInfo(
+    "onnxruntime", OnnxRuntimeBackend, _available, priority=10, precisions=("fp32",), cpu_priority=30,
+    options=(BackendOption("threads", "intra-op threads (default: torch's thread count)", kind="int"),
+             BackendOption("spin", "let idle worker threads busy-wait (faster alone, steals CPU in the live loop)",
+                           kind="bool"))))

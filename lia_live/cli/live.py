@@ -4,7 +4,7 @@
     lia-live --source a.png --source b.png --preview
     lia-live --source face.png --driving clip.mp4 --output out.mp4 --no-vcam
     lia-live backends                               # which inference backends work here
-    lia-live bench ...                              # speed benchmark (lia_live.bench)
+    lia-live bench ...                              # speed benchmark (lia_live.cli.bench)
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def check_inputs(cfg) -> None:
 
 def list_backends(argv) -> int:
     """``lia-live backends [--device D]``: every registered backend and whether it works here."""
-    from ..backends import available_backends, resolve_backend_name
+    from ..backends import (available_backends, backend_info, default_batch_size, default_precision, engine_dir,
+                            resolve_backend_name)
     from ..runtime import resolve_device
 
     p = ArgumentParser(prog="lia-live backends", description="List inference backends and their availability.")
@@ -72,21 +73,20 @@ def list_backends(argv) -> int:
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     auto = resolve_backend_name("auto", device)
-    print(f"device {device}; --backend auto → {auto}")
+    print(f"device {device}; --backend auto → {auto} ({default_precision(auto, device)}); "
+          f"default --batch-size {default_batch_size(device, auto)}; engine cache {engine_dir()}")
     for name, (ok, why) in available_backends(device).items():
         print(f"  {name:<12} {'yes' if ok else 'no ':<4} {why}")
+        for opt in backend_info(name).options:
+            print(f"  {'':<12}      --backend-option {opt.describe()}")
     return 0
 
 
 def run_bench(argv) -> int:
-    """``lia-live bench ...``: delegate to ``lia_live.bench.main``."""
-    import importlib
+    """``lia-live bench ...``: the benchmark's own command line (``lia_live.cli.bench``)."""
+    from .bench import main as bench_main
 
-    try:
-        bench = importlib.import_module("lia_live.bench")
-    except ImportError as e:
-        raise UserError(f"the benchmark is not available in this build ({e})") from None
-    return bench.main(argv)
+    return bench_main(argv)
 
 
 @user_errors("lia-live")

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model import Generator
-from ..model.layers import (Blur, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d,
+from .model import Generator
+from .model.layers import (Blur, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d,
                             ResBlock, ScaledLeakyReLU, StyledConv, Upsample)
-from ..model.synthesis import ToFlow, ToRGB
+from .model.synthesis import ToFlow, ToRGB
 
 
 def upfirdn2d_native(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import Generator
+from ..fsutil import atomic_path
+from ..model import Generator
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
@@ -102,11 +103,10 @@ def export_onnx(generator: Generator, out_dir: str | os.PathLike, opset: int = D
             (synth, synth.example_inputs(), synthesis_input_names(len(synth.shapes)), ["output"],
              paths["synthesis"])]
     for graph, inputs, in_names, out_names, path in jobs:
-        tmp = path.with_name(path.name + ".tmp")
         with torch.no_grad():
             prog = torch.onnx.export(graph, inputs, dynamo=True, opset_version=opset,
                                      input_names=in_names, output_names=out_names, external_data=False,
                                      verbose=False, optimize=True)
-        prog.save(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            prog.save(str(tmp))
     return paths
