@@ -33,7 +33,7 @@ class Animator:
         if isinstance(generator, Backend):
             self.backend = generator
         else:
-            self.backend = create_backend(backend, generator, device=device, precision=precision, **(options or {}))
+            self.backend = create_backend(backend, generator, device=device, precision=precision, options=options)
         self.size = self.backend.config.size
         self.device = self.backend.device
         self.basis = self.backend.basis.to(self.device)  # (D, M)

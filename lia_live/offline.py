@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .animator import Animator
+from .backends import default_batch_size
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
@@ -27,11 +28,6 @@ from .motion import MotionArgs, nearest_to
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
 from .settings import ModelConfig
-
-
-def default_batch_size(device: torch.device | str) -> int:
-    """Frames per model step when the user gives none: 8 on CUDA (throughput), 1 on CPU (no gain measured)."""
-    return 8 if torch.device(device).type == "cuda" else 1
 
 
 def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
@@ -221,7 +217,7 @@ def run_animate(cfg) -> int:
     try:
         anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
                                          tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
-        batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device)
+        batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
         anim.set_source(crop_source(source, cfg.source_crop, anim.size, str(cfg.source)))
         recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps) if getattr(cfg, "record_motion", None) and drive \
             else None

@@ -78,7 +78,7 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     import torch
 
     from .animator import Animator
-    from .backends import resolve_backend_name
+    from .backends import parse_backend_options, resolve_backend_name
     from .model.checkpoint import load_generator
 
     device = resolve_device(cfg.device)
@@ -86,7 +86,7 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     backend = resolve_backend_name(cfg.backend, device)
     gen = load_generator(ckpt, device=device)
     anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=motion_power,
-                    options=cfg.options_dict())
+                    options=parse_backend_options(cfg.backend_options))
     anim.checkpoint = ckpt
     if announce:
         log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.name} | device {anim.device} | "

@@ -44,18 +44,6 @@ class ModelConfig:
                                               "for the compile backend", flag="--backend-option",
                                               metavar="KEY=VALUE", repeat=True)
 
-    def options_dict(self) -> dict[str, str]:
-        """``backend_options`` as a dict (each ``KEY=VALUE``)."""
-        from .errors import UserError
-
-        out = {}
-        for kv in self.backend_options:
-            key, sep, value = kv.partition("=")
-            if not sep or not key:
-                raise UserError(f"backend option must look like KEY=VALUE, got {kv!r}")
-            out[key.strip()] = value.strip()
-        return out
-
 
 @dataclass(frozen=True)
 class CaptureConfig:

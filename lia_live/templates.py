@@ -49,7 +49,7 @@ OFFSETS_FORMAT = "lia-live-offsets/1"
 def model_hash(anim: "Animator") -> str:
     """SHA-256 of the animator's generator (config and weights), computed once per animator."""
     if anim.model_sha256 is None:
-        from .backends.engines import weights_hash
+        from .backends.cache import weights_hash
 
         anim.model_sha256 = weights_hash(anim.backend.generator)
     return anim.model_sha256

@@ -15,7 +15,7 @@
 #     mkdir -p .gpu-data && cp ../shared/data/vox/driving1.mp4 ../shared/data/vox/macron.png .gpu-data/ &&
 #     echo /.gpu-data/ >> .git/info/exclude
 # Steps (limits in s, 480 in all): environment 30, pytest-gpu 120, bench 90 (tensorrt/cudagraph/eager, batch 1/8/32),
-# bench-compile-cold 100, bench-compile-warm 60, live-bench 40, animate 50.
+# bench-compile-cold 90, bench-compile-warm 60, live-bench 40, live-bench-serial 25, animate 50.
 # Device tool call (one call, ~9 min of device time with start-up):
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl", ".gpu-data"], timeout_s=560)
 # Written without a GPU: the CUDA steps have not run yet (see docs/engines.md).
@@ -75,7 +75,7 @@ done
 
 if [ $DRY = 1 ]; then
   step environment 30 bash -c "$PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'"
-  step pytest-gpu 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+  step pytest-gpu 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_gpu_live.py
   step bench 300 $PY -m lia_live.cli.bench --device cpu --backends eager --precisions fp32 --batch-sizes 1,2 \
     --frames 1 --warmup 0 --naive-frames 0 --rounds 1 --json "$OUT/bench.json"
 else
@@ -83,11 +83,11 @@ else
     $PY -c 'import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
   IND=/tmp/lia-gpu-check/inductor
   step pytest-gpu 120 env TORCHINDUCTOR_CACHE_DIR=$IND-pytest $PY -m pytest -q -p no:cacheprovider -m gpu \
-    tests/test_gpu.py
+    tests/test_gpu.py tests/test_gpu_live.py
   step bench 90 $PY -m lia_live.cli.bench --device cuda --backends tensorrt,cudagraph,eager \
     --frames 50 --warmup 5 --naive-frames 5 --rounds 5 --json "$OUT/bench.json"
   # compile cold: empty inductor cache; it saves its compiled code into the engine cache ($LIA_ENGINE_DIR) ...
-  step bench-compile-cold 100 env TORCHINDUCTOR_CACHE_DIR=$IND-cold $PY -m lia_live.cli.bench --device cuda \
+  step bench-compile-cold 90 env TORCHINDUCTOR_CACHE_DIR=$IND-cold $PY -m lia_live.cli.bench --device cuda \
     --backends compile --precisions fp16 --frames 30 --warmup 3 --naive-frames 0 --rounds 3 \
     --json "$OUT/bench_compile.json"
   # ... warm: a new process with another empty inductor cache, so only lia-live's cached bundle can help
@@ -102,6 +102,9 @@ LIVE_ARGS=(--device $DEV --backend auto --frames $([ $DRY = 1 ] && echo 5 || ech
 [ $DEV = cuda ] && LIVE_ARGS+=(--precision fp16)
 if $PY scripts/live_bench.py --help 2>/dev/null | grep -q -- "--crop"; then LIVE_ARGS+=(--crop none); fi
 step live-bench 40 bash -c "$PY scripts/live_bench.py ${LIVE_ARGS[*]} > '$OUT/live_bench.json'"
+# the same stages run one after another: what the concurrency gains
+step live-bench-serial 25 bash -c "$PY scripts/live_bench.py ${LIVE_ARGS[*]} --serial --frames $([ $DRY = 1 ] && echo 5 || echo 150) \
+  > '$OUT/live_bench_serial.json'"
 
 # lia-animate on the real clip: 652 frames 256² → PNG folder (mp4 output needs PyAV)
 if [ -n "$DATA" ]; then
@@ -134,9 +137,10 @@ def load(name):
     except (OSError, ValueError):
         return None
 bench, cold, warm = load("bench.json"), load("bench_compile.json"), load("bench_warm.json")
-live = load("live_bench.json")
+live, serial = load("live_bench.json"), load("live_bench_serial.json")
 summary = {"dry_run": dry, "total_seconds": total, "steps": steps, "animate_png_frames": n_png,
-           "bench": bench, "bench_compile_cold": cold, "bench_compile_warm": warm, "live_bench": live}
+           "bench": bench, "bench_compile_cold": cold, "bench_compile_warm": warm, "live_bench": live,
+           "live_bench_serial": serial}
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 md = [f"# gpu_check {'(CPU dry run)' if dry else ''}", "", f"total {total} s", "",
       "| step | ok | rc | s | note |", "|---|---|---|---|---|"]
@@ -150,9 +154,12 @@ for title, b in (("bench", bench), ("compile, cold", cold), ("compile, warm (cac
     for r in b.get("rows", []):
         md.append(f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['frame_ms']:.2f} | {r['fps']:.1f} | "
                   f"{r['setup_s']:.1f} | {r['first_frame_s']:.1f} | {r['peak_mb']:.0f} | {r['psnr_db']:.1f} | {r['note']} |")
-if live:
-    md += ["", f"## live bench: {live.get('backend')}: {live.get('fps', 0):.1f} fps, latency "
-               f"{live.get('latency_ms_mean', 0):.1f} ms, stages {live.get('stage_ms_mean')}"]
+for title, lb in (("live bench (pipelined)", live), ("live bench (serial)", serial)):
+    if lb:
+        md += ["", f"## {title}: {lb.get('gpu') or lb.get('device')}, {lb.get('backend')}, {lb.get('input')} -> "
+                   f"{lb.get('output')} {lb.get('compose')}: {lb.get('steady_fps') or 0:.1f} fps steady, latency "
+                   f"{lb.get('latency_ms_mean') or 0:.1f} ms, stage sum {lb.get('stage_sum_ms')} ms, "
+                   f"stages {lb.get('stage_ms_mean')}, first frame {lb.get('first_frame_ms')}"]
 md += ["", f"lia-animate wrote {n_png} PNG frames", ""]
 (out / "summary.md").write_text("\n".join(md))
 print("\n".join(md))

@@ -54,10 +54,10 @@ def portrait(path: str | None):
 
         return np.ascontiguousarray(data.astronaut())
     except ImportError:
-        from lia_live.backends.engines import synthetic_face
+        from lia_live.backends.checks import test_card
         from lia_live.imaging import from_tensor
 
-        return from_tensor(synthetic_face(512))[0]
+        return from_tensor(test_card(512))[0]
 
 
 def write_clip(face, path: Path, frames: int, size: tuple[int, int], fps: float = 30.0) -> None:
@@ -109,12 +109,13 @@ def main(argv=None) -> int:
     import torch
 
     from lia_live.animator import Animator
+    from lia_live.backends import parse_backend_options
     from lia_live.capture import FileCapture
     from lia_live.live import run_live
     from lia_live.model import Generator
     from lia_live.model.checkpoint import load_generator
     from lia_live.runtime import demo_checkpoint, resolve_device
-    from lia_live.settings import LiveConfig, ModelConfig
+    from lia_live.settings import LiveConfig
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -124,8 +125,8 @@ def main(argv=None) -> int:
         gen = Generator(256).eval().to(device)
     else:
         gen = load_generator(demo_checkpoint() if a.checkpoint == "demo" else a.checkpoint, device=device)
-    options = ModelConfig(backend_options=tuple(a.backend_option)).options_dict()
-    anim = Animator(gen, backend=a.backend, device=device, precision=a.precision, options=options)
+    anim = Animator(gen, backend=a.backend, device=device, precision=a.precision,
+                    options=parse_backend_options(a.backend_option))
     face = portrait(a.source)
     in_w, in_h = (int(v) for v in a.input.split("x"))
     out_w, out_h = (int(v) for v in a.size.split("x"))
