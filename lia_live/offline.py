@@ -8,7 +8,8 @@ an H200). The reference pose of relative motion is the first driving frame (``fi
 demo), the frame whose motion is nearest the portrait's own (``auto``), or the frame whose face-mesh
 landmarks (head pose, mouth and eye openness) are nearest the portrait's (``landmarks``, see
 :mod:`lia_live.reference`; one face-mesh run per driving frame in the decode thread, about 20 ms per frame
-on one CPU core). Every frame's motion can be recorded as a template (:mod:`lia_live.templates`) and replayed onto any portrait without the video.
+on one CPU core). Every frame's motion can be recorded as a template (:mod:`lia_live.templates`) and
+replayed onto any portrait without the video.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ blown up into noise, as a per-clip standardisation would.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -118,7 +118,7 @@ class LandmarkReader:
         """Release the mesh graph."""
         self._mesh.close()
 
-    def __enter__(self) -> "LandmarkReader":
+    def __enter__(self) -> LandmarkReader:
         return self
 
     def __exit__(self, *_) -> None:

@@ -128,7 +128,7 @@ def same_identity(idx, frames, feats, models, n_sources, exclude, render_every, 
             anim, alphas = demo
             truth = [frames[t] for t in render]
             anim_l1["ideal (r = s)"] = animation_l1(anim, frames[s], alphas[s:s + 1], alphas[render], truth)
-            for name, r in picks.items():
+            for r in picks.values():
                 if r not in anim_l1:
                     anim_l1[r] = animation_l1(anim, frames[s], alphas[r:r + 1], alphas[render], truth)
         for name, r in picks.items():
