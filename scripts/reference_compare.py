@@ -18,13 +18,16 @@ Measured on the demo clips in a data folder (default /work/shared/data; CC BY-NC
    ``--render-every``-th candidate frame, reference r) against the true frames, mean L1 at the model size,
    with the ideal reference r = s as the floor. Rows "random" (mean over candidates) and "best by pixel L1"
    bound (a)/(b) from above and below.
-2. **Another identity** (vox/macron.png driving the vox clip): which frame each method picks and its distances.
+2. **Another identity** (vox/macron.png, and scikit-image's public-domain astronaut, driving the vox clip):
+   which frame each method picks and its distances (no ground truth: the pose distance is the only judge,
+   and it is the landmark method's own measure).
 3. **Full body** (taichi/driving1.mp4, taichi/subject1.png): whether the face mesh finds the faces at all
    (whole frames and the tracker's face crops), and first vs auto-α by (a) on whole frames.
 
 Models: the bundled demo model (128², trained only on the astronaut: weak on vox) and a seeded random
 official-shape 256 model (α of random weights is a random projection of the image: a baseline for (a)/(b);
-its renders are noise, so it is not used for (c)). No official weights exist here.
+its renders are noise, so it is not used for (c)). ``--checkpoint`` adds a real model (e.g. the official
+vox.pt) and makes it the model of (c).
 
 Usage: ``PYTHONPATH=. python scripts/reference_compare.py [--data DIR] [--step 8] [--random] [--json OUT.json]``
 (about 2-4 minutes on one busy CPU core; ``--random`` adds the 256 model, about 3 minutes more).
@@ -104,7 +107,7 @@ def same_identity(idx, frames, feats, models, n_sources, exclude, render_every, 
     pos = np.unique(np.round(np.linspace(0, n - 1, n_sources + 2)[1:-1]).astype(int))
     idx_arr = np.array(idx)
     render = np.arange(0, n, render_every)
-    demo = models.get("demo")
+    demo = models.get("checkpoint", models.get("demo"))
     rows: dict[str, dict[str, list]] = {}
 
     def add(name, key, value):
@@ -176,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--render-every", type=int, default=4, help="(c) renders every N-th candidate frame")
     p.add_argument("--random", action="store_true",
                    help="also the seeded random 256 model (about 2 s per frame on one busy CPU core)")
+    p.add_argument("--checkpoint", type=Path, help="also a real model (official .pt or .safetensors); used for (c)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     a = p.parse_args(argv)
@@ -189,8 +193,11 @@ def main(argv=None) -> int:
     idx, frames = read_clip(a.data / "vox" / "driving1.mp4", a.step)
     with LandmarkReader() as reader:
         feats = [reader.features(f) for f in frames]
-        macron = read_image(a.data / "vox" / "macron.png", "portrait")
-        macron_feats = reader.features(macron)
+        from skimage import data as skdata
+
+        portraits = {"vox/macron.png": read_image(a.data / "vox" / "macron.png", "portrait"),
+                     "astronaut (scikit-image)": np.ascontiguousarray(skdata.astronaut()[10:266, 96:352])}
+        portrait_feats = {k: reader.features(v) for k, v in portraits.items()}
     log(f"vox: {len(frames)} candidate frames, face mesh found {sum(f is not None for f in feats)}")
 
     models: dict[str, tuple[Animator, torch.Tensor]] = {}
@@ -202,36 +209,41 @@ def main(argv=None) -> int:
         rnd = Animator(Generator(256).eval())
         models["random256"] = (rnd, motion_codes(rnd, frames))
         log("α of the seeded random 256 model done")
+    if a.checkpoint:
+        ck = Animator(load_generator(a.checkpoint).eval())
+        models["checkpoint"] = (ck, motion_codes(ck, frames))
+        log(f"α of {a.checkpoint} done")
 
     log("same-identity protocol (vox):")
     src_frames, rows = same_identity(idx, frames, feats, models, a.sources, a.exclude, a.render_every, log)
     keys = [("pixel_l1", "(a) pixel L1 r↔s"), ("pose_deg", "(b) pose Δ°"), ("feature_dist", "(b) feature dist"),
-            ("anim_l1", "(c) animation L1 (demo)")]
+            ("anim_l1", f"(c) animation L1 ({'checkpoint' if a.checkpoint else 'demo'})")]
     methods = [m for m in rows if "anim_l1" in rows[m] and m not in ("ideal (r = s)", "best by pixel L1")]
     result["same_identity"] = {"sources": src_frames, "rows": rows,
                                "wins_anim_l1": wins(rows, methods, "anim_l1"),
                                "wins_pixel_l1": wins(rows, methods, "pixel_l1")}
 
-    # ---- another identity: macron.png driving the vox clip ----
-    picks = {"first": 0}
-    for name, (anim, alphas) in models.items():
-        with torch.inference_mode():
-            src_alpha = anim.set_source(macron).alpha.float().cpu()  # (1, M)
-        d = (alphas - src_alpha).norm(dim=1).numpy()
-        picks[f"auto-α {name}"] = int(np.argmin(d))
-    fd = feature_distances(macron_feats, feats) if macron_feats is not None else np.full(len(frames), np.nan)
-    if macron_feats is not None:
-        picks["landmarks"] = int(np.nanargmin(np.where(np.isfinite(fd), fd, np.nan)))
-    macron_rows = {}
-    for name, r in picks.items():
-        row = {"frame": idx[r], "feature_dist": float(fd[r]), "pose_deg": pose_deg(macron_feats, feats[r])}
-        for mname, (anim, alphas) in models.items():
+    # ---- another identity driving the vox clip ----
+    result["other_identity"] = {}
+    for pname, portrait in portraits.items():
+        pf = portrait_feats[pname]
+        src_alphas = {}
+        picks = {"first": 0}
+        for name, (anim, alphas) in models.items():
             with torch.inference_mode():
-                src_alpha = anim.set_source(macron).alpha.float().cpu()
-            row[f"alpha_dist_{mname}"] = float((alphas[r] - src_alpha[0]).norm())
-        macron_rows[name] = row
-    result["macron"] = {"features": None if macron_feats is None else macron_feats.__dict__, "picks": macron_rows}
-    log("macron done")
+                src_alphas[name] = anim.set_source(portrait).alpha.float().cpu()  # (1, M)
+            picks[f"auto-α {name}"] = int(np.argmin((alphas - src_alphas[name]).norm(dim=1).numpy()))
+        fd = feature_distances(pf, feats) if pf is not None else np.full(len(frames), np.nan)
+        if pf is not None:
+            picks["landmarks"] = int(np.argmin(fd))
+        prow = {}
+        for name, r in picks.items():
+            row = {"frame": idx[r], "feature_dist": float(fd[r]), "pose_deg": pose_deg(pf, feats[r])}
+            for mname, (_, alphas) in models.items():
+                row[f"alpha_dist_{mname}"] = float((alphas[r] - src_alphas[mname][0]).norm())
+            prow[name] = row
+        result["other_identity"][pname] = {"features": None if pf is None else pf.__dict__, "picks": prow}
+    log("other identities done")
 
     # ---- full body: taichi ----
     tidx, tframes = read_clip(a.data / "taichi" / "driving1.mp4", a.step)
@@ -274,11 +286,13 @@ def main(argv=None) -> int:
     print(table(rows, keys))
     print(f"\nwins (c) animation L1: {result['same_identity']['wins_anim_l1']}")
     print(f"wins (a) pixel L1: {result['same_identity']['wins_pixel_l1']}")
-    print("\n## vox/macron.png driving vox/driving1.mp4\n")
-    cols = list(next(iter(macron_rows.values())).keys())
-    print("| method | " + " | ".join(cols) + " |\n|" + " --- |" * (len(cols) + 1))
-    for name, row in macron_rows.items():
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    for pname, res in result["other_identity"].items():
+        print(f"\n## {pname} driving vox/driving1.mp4\n")
+        cols = list(next(iter(res["picks"].values())).keys())
+        print("| method | " + " | ".join(cols) + " |\n|" + " --- |" * (len(cols) + 1))
+        for name, row in res["picks"].items():
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values())
+                  + " |")
     print(f"\n## taichi\n\n{json.dumps(taichi)}\n\n({result['seconds']} s)")
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
