@@ -5,8 +5,11 @@
 Decoding and encoding run off the model's thread; the model works on ``batch_size`` frames per step (on a
 GPU batches amortise the per-call cost: 1.26 ms/frame at batch 32 against 9.7 ms at batch 1, measured on
 an H200). The reference pose of relative motion is the first driving frame (``first``, the official
-demo) or the frame whose motion is nearest the portrait's own (``auto``). Every frame's motion can be
-recorded as a template (:mod:`lia_live.templates`) and replayed onto any portrait without the video.
+demo), the frame whose motion is nearest the portrait's own (``auto``), or the frame whose face-mesh
+landmarks (head pose, mouth and eye openness) are nearest the portrait's (``landmarks``, see
+:mod:`lia_live.reference`; one face-mesh run per driving frame in the decode thread, about 20 ms per frame
+on one CPU core). Every frame's motion can be recorded as a template (:mod:`lia_live.templates`) and
+replayed onto any portrait without the video.
 """
 
 from __future__ import annotations
@@ -130,6 +133,35 @@ class VideoDriver:
         log(f"reference pose: frame {best} of {len(all_alphas)} (distance to the portrait's pose "
             f"{float(d[best]):.3f}; first frame {float(d[0]):.3f})")
 
+    def choose_by_landmarks(self, all_alphas: torch.Tensor, source, frames: list) -> None:
+        """``reference="landmarks"``: the frame whose landmark features (:mod:`lia_live.reference`) are nearest
+        the portrait's ``source``; ``frames`` holds one feature set (None: no face) per α row. Without a face
+        in any frame, the first frame."""
+        from .reference import nearest_features
+
+        n = len(all_alphas)
+        best, d = nearest_features(source, frames[:n])
+        if best is None:
+            log(f"reference pose: the face mesh found no face in the {n} driving frames; using the first frame")
+            best = 0
+        self.alpha_ref = all_alphas[best:best + 1].clone()
+        faces = int(np.isfinite(d).sum())
+        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
+                       "frames": n, "frames_with_face": faces}
+        if np.isfinite(d[best]):
+            log(f"reference pose: frame {best} of {n} by landmarks (distance to the portrait's pose "
+                f"{float(d[best]):.3f}; first frame {float(d[0]):.3f}; {faces} frames with a face)")
+
+
+def _with_landmarks(frames: Iterable[np.ndarray], out: list) -> Iterator[np.ndarray]:
+    """Pass ``frames`` through, appending each one's landmark features (None: no face) to ``out``."""
+    from .reference import LandmarkReader
+
+    with LandmarkReader() as reader:
+        for f in frames:
+            out.append(reader.features(f))
+            yield f
+
 
 def _background(items: Iterable, pipe: Pipeline, name: str, capacity: int = 2) -> Handoff:
     """Iterate ``items`` in a thread of ``pipe``; returns the hand-off that delivers them in order."""
@@ -157,23 +189,40 @@ def _drain(handoff: Handoff, pipe: Pipeline) -> Iterator[Any]:
 
 
 def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan, batch: int,
-                  limit: int | None = None, recorder=None) -> Iterator[np.ndarray]:
+                  limit: int | None = None, recorder=None, portrait: np.ndarray | None = None
+                  ) -> Iterator[np.ndarray]:
     """Animate ``anim``'s source with driving frames (already cropped), ``batch`` frames per model step.
 
-    Decoding (and face tracking) of ``frames`` runs in a background thread.
+    Decoding (and face tracking) of ``frames`` runs in a background thread. ``portrait`` (the cropped source
+    image, RGB uint8) is needed by ``plan.reference == "landmarks"``.
     """
     driver = VideoDriver(anim, plan)
+    by_landmarks = plan.mode == "relative" and plan.reference == "landmarks"
+    features: list = []  # per driving frame, filled by the decode thread (reference "landmarks")
+    if by_landmarks:
+        from .reference import landmark_features
+
+        if portrait is None:
+            raise ValueError("reference 'landmarks' needs the portrait image")
+        source_features = landmark_features(portrait)
+        if source_features is None:
+            raise UserError("--reference landmarks: the face mesh finds no face in the source portrait (too small, "
+                            "e.g. a full-body image, or turned away); use --reference first or auto")
+        frames = _with_landmarks(frames, features)
     pipe = Pipeline()
     decoded = _background(_batches(frames, anim.size, batch, limit), pipe, "decode")
     pipe.start()
     try:
         with torch.inference_mode():
-            if plan.mode == "relative" and plan.reference == "auto":
+            if plan.mode == "relative" and plan.reference in ("auto", "landmarks"):
                 alphas = [anim.motion(x) for x in _drain(decoded, pipe)]  # every frame's α first
                 if not alphas:
                     return
                 all_alphas = torch.cat(alphas)  # (N, M)
-                driver.choose_reference(all_alphas)
+                if by_landmarks:
+                    driver.choose_by_landmarks(all_alphas, source_features, features)
+                else:
+                    driver.choose_reference(all_alphas)
                 batches: Iterable[torch.Tensor] = all_alphas.split(batch)
             else:
                 batches = (anim.motion(x) for x in _drain(decoded, pipe))
@@ -218,7 +267,8 @@ def run_animate(cfg) -> int:
         anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
                                          tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
         batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
-        anim.set_source(crop_source(source, cfg.source_crop, anim.size, str(cfg.source)))
+        portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
+        anim.set_source(portrait)
         recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps) if getattr(cfg, "record_motion", None) and drive \
             else None
         if cfg.manipulate is not None:
@@ -232,7 +282,7 @@ def run_animate(cfg) -> int:
             total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
             plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
             frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
-                                   cfg.max_frames, recorder)
+                                   cfg.max_frames, recorder, portrait)
         encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
         for out in _progress(frames, total, cfg.progress, "lia-animate"):
             encoder.put(out)
@@ -254,5 +304,5 @@ def run_animate(cfg) -> int:
     return writer.frames
 
 
-__all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "default_batch_size", "render_args",
+__all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "render_args",
            "replay_template", "run_animate", "run_manipulation"]

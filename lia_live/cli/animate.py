@@ -66,9 +66,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
                    help="magnitudes swept by --manipulate")
     p.add_argument("--steps", type=int, default=16, help="frames rendered by --manipulate")
-    p.add_argument("--reference", choices=("first", "auto"), default="first",
+    p.add_argument("--reference", choices=("first", "auto", "landmarks"), default="first",
                    help="relative mode's reference pose: first = the first driving frame (official demo); auto = "
-                        "the driving frame whose motion is nearest the portrait's own pose")
+                        "the driving frame whose motion is nearest the portrait's own pose; landmarks = the driving "
+                        "frame whose face-mesh head pose and mouth/eye openness are nearest the portrait's")
     p.add_argument("--motion", type=Path, metavar="FILE.npz",
                    help="instead of --driving: replay a motion template recorded with --record-motion")
     p.add_argument("--record-motion", type=Path, metavar="FILE.npz",
