@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .common import ArgumentParser, positive_float, user_errors
+from ..log import log, plural
+from .common import ArgumentParser, float_range, int_range, user_errors
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,15 @@ def build_parser() -> ArgumentParser:
                         "(see 'lia-live backends')")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                    help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
-    p.add_argument("--fps", type=float, help="fps of a frame folder / override the output fps")
-    p.add_argument("--max-frames", type=int, help="stop after this many driving frames")
-    p.add_argument("--motion-power", type=positive_float(0, 2), default=1.0, help="scale of relative motion (0-2)")
-    p.add_argument("--manipulate", type=int, metavar="K",
+    p.add_argument("--fps", type=float_range(0, 1000, lo_open=True),
+                   help="fps of a frame folder / override the output fps")
+    p.add_argument("--max-frames", type=int_range(1), help="stop after this many driving frames")
+    p.add_argument("--motion-power", type=float_range(0, 2), default=1.0, help="scale of relative motion (0-2)")
+    p.add_argument("--manipulate", type=int_range(0), metavar="K",
                    help="instead of driving: walk the source along motion direction K (official linear manipulation)")
-    p.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
+    p.add_argument("--range", type=float_range(-100, 100), nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
                    help="magnitudes swept by --manipulate")
-    p.add_argument("--steps", type=int, default=16, help="frames rendered by --manipulate")
+    p.add_argument("--steps", type=int_range(1, 100000), default=16, help="frames rendered by --manipulate")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
@@ -70,8 +72,6 @@ def parse_config(argv=None) -> AnimateConfig:
     a = build_parser().parse_args(argv)
     if a.manipulate is None and a.driving is None:
         raise UserError("give --driving VIDEO_OR_FRAME_DIR (or --manipulate K)")
-    if a.steps < 1:
-        raise UserError("--steps must be >= 1")
     return AnimateConfig(source=a.source, driving=a.driving, checkpoint=a.checkpoint, output=a.output,
                          mode=a.mode, crop=a.crop, source_crop=a.source_crop, device=a.device,
                          backend=a.backend, precision=a.precision, fps=a.fps, max_frames=a.max_frames,
@@ -84,8 +84,15 @@ def main(argv=None) -> int:
     cfg = parse_config(argv)
     from ..offline import run_animate
 
-    n = run_animate(cfg)
-    print(f"lia-animate: wrote {n} frames to {cfg.output}", file=sys.stderr)
+    res = run_animate(cfg)
+    if res.signal_exit is not None:
+        if res.frames:
+            log(f"stopped early: wrote {plural(res.frames, 'frame')} (a shorter, complete output) to {res.output}")
+        else:
+            log("stopped before any frame was rendered; nothing was written")
+        return res.signal_exit
+    note = " (the driving video ended early: see the warning above)" if res.truncated_input else ""
+    log(f"wrote {plural(res.frames, 'frame')} to {res.output}{note}")
     return 0
 
 
