@@ -22,6 +22,15 @@ TRUNCATION_SLACK = 1  # container frame counts may be estimated from the duratio
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg"}
 
 
+def quiet_ffmpeg() -> None:
+    """Keep OpenCV's FFmpeg from printing raw decoder errors (a damaged file is reported by us, in one line).
+
+    OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when its FFmpeg backend starts, so this is called before
+    every ``cv2.VideoCapture`` of a file; a value the user set is kept.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     """RGB uint8 H×W×3; UserError naming the file if it is missing or not an image."""
     import cv2
@@ -77,6 +86,7 @@ class FrameSource:
         elif self.path.is_file():
             if not _pyav_can_decode(self.path):
                 raise UserError(f"cannot read video (not a video, or an unsupported codec): {self.path}")
+            quiet_ffmpeg()
             cap = cv2.VideoCapture(str(self.path))
             ok = cap.isOpened()
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
@@ -102,6 +112,7 @@ class FrameSource:
             for f in self.files:
                 yield read_image(f, "frame")
             return
+        quiet_ffmpeg()
         cap = cv2.VideoCapture(str(self.path))
         n = 0
         try:
