@@ -425,7 +425,7 @@ def test_damaged_checkpoints_exit_2_in_one_line(inputs, tmp_path, tiny_generator
     (tmp_path / "text.pt").write_text("hello, I am a text file\n")
     cases = {
         tmp_path / "nontensor.pt": "is not a tensor",
-        tmp_path / "text.pt": "not a PyTorch checkpoint",
+        tmp_path / "text.pt": "not a readable PyTorch checkpoint (another file type)",
         _safetensors(tmp_path / "bad.safetensors", {"lia_live_config": "{"}): "malformed generator config",
     }
     for ck, needle in cases.items():

@@ -92,8 +92,9 @@ def _from_torch_state_dict(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = unsafe_detail(e)
-        if detail:
-            raise UserError(f"refused to load {path}: it holds more than tensors ({detail})") from None
+        if detail is not None:
+            raise UserError(f"refused to load {path}: it holds more than tensors"
+                            + (f" ({detail})" if detail else "")) from None
         raise UserError(f"not a readable PyTorch file (damaged): {path}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise UserError(f"not a readable PyTorch file: {path} ({str(e).splitlines()[0]})") from None

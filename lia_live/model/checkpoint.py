@@ -44,12 +44,15 @@ def looks_like_torch_file(path: Path) -> bool:
     return head == TORCH_ZIP_MAGIC or head[:1] == b"\x80"
 
 
-def unsafe_detail(e: BaseException) -> str:
-    """The offending global named by a weights-only refusal (never the advice to turn the check off)."""
-    for line in str(e).splitlines():
-        if "Unsupported global" in line or "Unsupported operand" in line:
+def unsafe_detail(e: BaseException) -> str | None:
+    """For a weights-only refusal: the offending global it names ("" if none is named); None when the
+    error is not a refusal (a damaged stream). Never the advice to turn the check off."""
+    text = str(e)
+    for line in text.splitlines():
+        low = line.lower()
+        if "unsupported global" in low or "unsupported operand" in low:
             return line.strip().split(" To allowlist")[0].split(" Re-running")[0]
-    return ""
+    return "" if "weights only load failed" in text.lower() else None
 
 
 def torch_load_safe(path: str | os.PathLike) -> Any:
@@ -66,7 +69,7 @@ def torch_load_safe(path: str | os.PathLike) -> Any:
         if path.stat().st_size == 0:
             raise CheckpointError(f"checkpoint is empty: {path}")
         if not looks_like_torch_file(path):
-            raise CheckpointError(f"not a PyTorch checkpoint (another file type): {path}")
+            raise CheckpointError(f"not a readable PyTorch checkpoint (another file type): {path}")
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     try:
@@ -74,9 +77,9 @@ def torch_load_safe(path: str | os.PathLike) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = unsafe_detail(e)
-        if not detail:
+        if detail is None:
             raise CheckpointError(f"not a readable PyTorch checkpoint (damaged): {path}") from None
-        hint = ": " + detail
+        hint = ": " + detail if detail else ""
         raise CheckpointError(f"refused to load {path}: it asks to run or build arbitrary Python objects"
                               f"{hint} (only tensors, plain types and argparse.Namespace are allowed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, KeyError,
