@@ -24,6 +24,7 @@ from .backends import available_backends, backend_info, create_backend
 from .backends.engines import psnr, rel_l2, synthetic_face
 from .cli.common import ArgumentParser, user_errors
 from .errors import UserError
+from .fsutil import check_output_path, write_atomic
 
 PROG = "lia-live bench"
 
@@ -283,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.naive_frames < 0 or args.rounds < 1:
         raise UserError("--frames must be >= 1, --warmup/--naive-frames >= 0 and --rounds >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    if args.json:
+        check_output_path(args.json, overwrite=True, what="--json")  # a results file is rewritten by design
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -304,9 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         if r.total_ms:
             print(f"  {r.backend} {r.precision}: {r.note}; set-up {r.setup_s:.1f} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": dev_name, "model": what, "rows": [r.summary() for r in rows],
-                       "naive": naive.summary() if naive else None}, f, indent=2)
+        write_atomic(args.json, json.dumps({"device": dev_name, "model": what, "rows": [r.summary() for r in rows],
+                                            "naive": naive.summary() if naive else None}, indent=2))
     return 0
 
 
