@@ -348,6 +348,9 @@ def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir,
     f.write_text("x")
     r = run_cli("lia_live.cli.animate", *animate_args(inputs, f / "o.mp4"))
     one_line_exit_2(r, "below a file")
+    # a read-only working folder is fine when the output goes elsewhere
+    r = run_cli("lia_live.cli.animate", *animate_args(inputs, tmp_path / "elsewhere.mp4"), cwd=readonly_dir)
+    assert r.returncode == 0, r.stderr
 
 
 # -- class 5: numbers: nan, inf and out-of-range refused at parse time, one place ------------------------------
@@ -492,6 +495,27 @@ def _faststart_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Pat
         for p in v.encode(None):
             c.mux(p)
     return path
+
+
+def test_broken_training_frames_are_one_line(tmp_path):
+    from test_train_units import write_png_clips
+
+    data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=3)
+    for f in data.rglob("*.png"):
+        f.write_bytes(b"")
+    r = run_cli("train.run", "--preset", "tiny", "--data", data, "--out", tmp_path / "run", "--iters", "1",
+                "--no-progress", "--workers", "1")
+    one_line_exit_2(r, "training frame is an empty file: ", alone=False)
+
+
+def test_dataloader_wrapped_user_errors_come_out_as_their_own_line():
+    from train.run import _one_line
+
+    wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File \"x.py\", line 1, in f\nlia_live.errors.UserError: training frame is an "
+                        "empty file: /d/0.png\n")
+    assert _one_line(wrapped) == "training frame is an empty file: /d/0.png"
+    assert _one_line(UserError("plain")) == "plain"
 
 
 def test_truncated_video_is_reported(tmp_path, astronaut, capfd):
