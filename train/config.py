@@ -223,11 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, set[str]]:
     """(config, dry_run, names given on the command line). The preset fills the defaults first."""
-    parser = build_parser()
-    ns = vars(parser.parse_args(argv))
+    ns = vars(build_parser().parse_args(argv))
     dry_run = ns.pop("dry_run", False)
-    if not dry_run and not ns.get("data"):
-        parser.error("the following arguments are required: --data (the dataset folder)")
     cfg = preset_config(ns.get("preset", "vox"))
     for k, v in ns.items():
         if k == "vgg_scales":

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if dry_run:
             print(dumps(cfg))
             return 0
+        if not cfg.data:  # never the working folder by accident
+            raise UserError("--data is required: the dataset folder (ROOT/{train,test}/<video>/*.png or <video>.mp4)")
         _check_out(cfg.out)
         device = dist.pick_device(cfg.device)
         dist.init(device)
