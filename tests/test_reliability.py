@@ -326,6 +326,20 @@ def test_check_output_path_refuses_impossible_places(tmp_path, readonly_dir):
     assert list(readonly_dir.iterdir()) == []
 
 
+def test_check_writer_path_creates_nothing(tmp_path):
+    from lia_live.io import check_writer_path
+
+    assert check_writer_path(tmp_path / "new" / "pngs") == tmp_path / "new" / "pngs"
+    with pytest.raises(UserError, match="output folder does not exist"):
+        check_writer_path(tmp_path / "new" / "o.mp4")
+    with pytest.raises(UserError, match="must end in .mp4"):
+        check_writer_path(tmp_path / "o.avi")
+    (tmp_path / "o.mp4").write_bytes(b"user's")
+    with pytest.raises(UserError, match="already exists"):
+        check_writer_path(tmp_path / "o.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+
+
 def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir, tmp_path):
     r = run_cli("lia_live.cli.animate", *animate_args(inputs, readonly_dir / "o.mp4"))
     one_line_exit_2(r, "not writable")

@@ -385,13 +385,22 @@ class PngDirWriter:
         self.close() if exc_type is None else self.abort()
 
 
-def open_writer(output: str | os.PathLike, fps: float, audio_from=None, overwrite: bool = False):
-    """``*.mp4`` (or another video suffix) → VideoWriter; anything else → a PNG folder."""
+def check_writer_path(output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, without creating anything, that :func:`open_writer` can write ``output`` (for dry runs and
+    early checks): the suffix rules, an existing output without ``overwrite``, a path below a file, a folder
+    where a file is expected (and the reverse), an unwritable place. UserError with one line otherwise."""
     p = Path(output)
     if p.suffix.lower() in VIDEO_EXTS:
         if p.suffix.lower() != ".mp4":
             raise UserError(f"video output must end in .mp4 (got {p.name}); or give a folder for PNG frames")
+        return check_output_path(p, overwrite, "output", "file", create_parents=False)
+    return check_output_path(p, overwrite, "output folder", "dir")
+
+
+def open_writer(output: str | os.PathLike, fps: float, audio_from=None, overwrite: bool = False):
+    """``*.mp4`` → VideoWriter; a name without a video suffix → a PNG folder. Both write beside the target
+    and appear under its name only when complete (see the classes)."""
+    p = check_writer_path(output, overwrite)
+    if p.suffix.lower() in VIDEO_EXTS:
         return VideoWriter(p, fps, audio_from=audio_from, overwrite=overwrite)
     return PngDirWriter(p, overwrite=overwrite)
-
-
