@@ -532,7 +532,7 @@ def test_dataloader_wrapped_user_errors_come_out_as_their_own_line():
     assert _one_line(UserError("plain")) == "plain"
 
 
-def test_truncated_video_is_reported(tmp_path, astronaut, capfd):
+def test_truncated_video_is_reported(tmp_path, astronaut, capsys, inputs):
     from lia_live.io import open_frames
 
     full = _faststart_video(tmp_path / "full.mp4", moving_frames(astronaut, 60, size=64, step=1))
@@ -544,9 +544,13 @@ def test_truncated_video_is_reported(tmp_path, astronaut, capfd):
     n = sum(1 for _ in src)
     assert len(src) == 60 and 0 < n < 59
     assert src.truncated
-    err = capfd.readouterr().err  # file-descriptor level: FFmpeg's own C messages would show here
+    err = capsys.readouterr().err
     assert f"ended after {n} frames of the 60" in err and "truncated" in err
-    assert "[h264" not in err and "partial file" not in err, err
+    # as a user runs it (a fresh process: OpenCV reads its FFmpeg log level once): no raw FFmpeg lines
+    r = run_cli("lia_live.cli.animate", *animate_args({**inputs, "folder": cut}, tmp_path / "o.mp4"))
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {n} frames" in r.stderr and "driving video ended early" in r.stderr
+    assert "[h264" not in r.stderr and "partial file" not in r.stderr, r.stderr
 
 
 # -- class 8: devices ------------------------------------------------------------------------------------
