@@ -340,6 +340,16 @@ def test_check_writer_path_creates_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
 
 
+def test_check_driving_for_dry_runs(inputs, tmp_path):
+    from lia_live.io.video import check_driving
+
+    check_driving("0")
+    check_driving("rtsp://camera.local/stream")
+    check_driving(str(inputs["folder"]))
+    with pytest.raises(UserError, match="driving video or frame folder not found"):
+        check_driving(str(tmp_path / "missing.mp4"))
+
+
 def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir, tmp_path):
     r = run_cli("lia_live.cli.animate", *animate_args(inputs, readonly_dir / "o.mp4"))
     one_line_exit_2(r, "not writable")

@@ -139,6 +139,14 @@ def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameSourc
     return FrameSource(path, fps)
 
 
+def check_driving(driving: str) -> None:
+    """For dry runs: a driving video or frame folder must exist and be readable (UserError, one line).
+    Camera indices (``0``) and stream URLs (``rtsp://...``) are left to the capture code."""
+    if driving.isdigit() or "://" in driving:
+        return
+    FrameSource(driving)  # checks existence, type and that a first frame decodes; opens nothing that stays
+
+
 def _pyav_can_decode(path: Path) -> bool:
     """True when PyAV (quietly) finds a video stream; OpenCV would print FFmpeg noise on bad files."""
     try:
