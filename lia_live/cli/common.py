@@ -65,12 +65,11 @@ def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bo
             raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {s!r}")
+        span = _range(lo, hi, lo_open, hi_open)
         if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo:g}" + _range(lo, hi, lo_open,
-                                                                                                   hi_open) + f", got {s}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo:g}{span}, got {s}")
         if hi is not None and (v > hi or (hi_open and v == hi)):
-            raise argparse.ArgumentTypeError(f"must be {'<' if hi_open else '<='} {hi:g}" + _range(lo, hi, lo_open,
-                                                                                                   hi_open) + f", got {s}")
+            raise argparse.ArgumentTypeError(f"must be {'<' if hi_open else '<='} {hi:g}{span}, got {s}")
         return v
 
     parse.__name__ = "number"  # argparse shows "invalid number value" for foreign types

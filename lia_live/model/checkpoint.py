@@ -186,7 +186,8 @@ def _config_from(raw: Any, path: Path) -> GeneratorConfig:
                 raise ValueError(f"{k} = {v} is outside [1, {CONFIG_LIMITS[k]}]")
         return GeneratorConfig.from_dict(d)
     except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: malformed generator config in its metadata ({str(e).splitlines()[0]})") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: malformed generator config in its metadata ({first})") from None
 
 
 def read_generator_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], GeneratorConfig | None, dict]:
