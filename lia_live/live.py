@@ -410,8 +410,14 @@ class EncodingOutput:
     def close(self) -> None:
         try:
             self.sink.finish()
-        finally:
-            self.output.close()
+        except BaseException:
+            self.output.abort()  # a failed write: nothing is kept under the name
+            raise
+        self.output.close()
+
+    def abort(self) -> None:
+        self.sink.cancel()
+        self.output.abort()
 
 
 def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
@@ -437,18 +443,18 @@ def open_outputs(cfg: LiveConfig, out_fps: float) -> list:
 
 
 def check_outputs(cfg: LiveConfig) -> None:
-    """Refuse, before anything is opened, outputs that would replace a user's file without --overwrite."""
+    """Refuse, before anything is opened, outputs that cannot be written or would replace a user's file
+    without «overwrite» (the recording, the stats file, the motion recording)."""
+    from .fsutil import check_output_path
+    from .io import check_writer_path
+
     o, r = cfg.output, cfg.run
-    for path, what in ((o.output, "output"), (r.stats_json, "stats file"), (r.record_motion, "motion recording")):
-        if path is None:
-            continue
-        p = Path(path)
-        if p.exists() and not o.overwrite:
-            raise UserError(f"{what} already exists: {p} (choose another name or allow «overwrite»)")
-        if not p.parent.is_dir():
-            raise UserError(f"{what}: folder does not exist: {p.parent}")
-    if r.stats_json is not None and Path(r.stats_json).is_dir():
-        raise UserError(f"stats file is a folder: {r.stats_json}")
+    if o.output is not None:
+        check_writer_path(o.output, o.overwrite)
+    if r.stats_json is not None:
+        check_output_path(r.stats_json, o.overwrite, "stats file")
+    if r.record_motion is not None:
+        check_output_path(r.record_motion, o.overwrite, "motion recording")
 
 
 def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator | None = None, tracker=None,
@@ -472,6 +478,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
     settings = CameraSettings(width=c.size[0], height=c.size[1], fps=c.fps or cfg.output.fps or 30.0,
                               fps_forced=c.fps is not None, mjpg=c.mjpg)
     resources: list = []
+    aborted = False
     stopper = Stopper()
     stages: LiveStages | None = None
     recorder = None
@@ -516,11 +523,14 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         with stopper, torch.inference_mode():
             loop = _pipelined_loop if cfg.run.pipeline else _serial_loop
             loop(cfg, stages, cap, outputs, window, stopper.stop)
-    except KeyboardInterrupt:
-        log("interrupted; shutting down")
-        stopper.signum = stopper.signum or signal.SIGINT
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep no half-written recording
+        log("interrupted; shutting down without finalising the recording")
+        aborted = True
+        _close_all(resources, abort=True)
+        raise
     finally:
-        _close_all(resources)
+        if not aborted:
+            _close_all(resources)
     if stages is None:
         return {}
     stats = _finish_run(cfg, stages, recorder)
@@ -557,13 +567,23 @@ def _open_preview(cfg: LiveConfig, resources: list):
     return window
 
 
-def _close_all(resources: list) -> None:
-    """Release in reverse order of opening; one failing release never blocks the others."""
+def _close_all(resources: list, abort: bool = False) -> None:
+    """Release in reverse order of opening; one failing release never blocks the others. A recording that
+    cannot be finalised (a full disk...) is reported as the run's error once everything is released; with
+    ``abort`` (a second Ctrl-C) recordings are dropped instead of finalised."""
+    failed: UserError | None = None
     for r in reversed(resources):
         try:
-            r.close()
-        except Exception as e:  # report and keep releasing the rest
+            if abort and hasattr(r, "abort"):
+                r.abort()
+            else:
+                r.close()
+        except UserError as e:
+            failed = failed or e
+        except Exception as e:  # noqa: BLE001 - a broken device must not stop the others' release
             log(f"warning: closing {type(r).__name__} failed: {e}")
+    if failed is not None:
+        raise failed
 
 
 # ---- the loops ------------------------------------------------------------------------------------------

@@ -26,11 +26,12 @@ from .backends import default_batch_size
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
-from .log import log
+from .log import log, plural
 from .motion import MotionArgs, nearest_to
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
 from .settings import ModelConfig
+from .signals import Stopper
 
 
 def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
@@ -246,10 +247,24 @@ def replay_template(anim: Animator, template, batch: int, limit: int | None = No
             yield from from_tensor(render_args(anim, args[i:i + batch]))
 
 
-def run_animate(cfg) -> int:
-    """Run ``lia-animate``; returns the number of frames written.
+@dataclass
+class AnimateResult:
+    """What ``run_animate`` wrote: ``frames`` frames to ``output``; ``signal_exit`` is 130/143 when a signal
+    stopped the run early (the output then holds the frames rendered so far, finalised and playable)."""
 
-    Inputs and the output path are checked before the model is loaded, so a typo fails at once.
+    frames: int
+    output: object
+    signal_exit: int | None = None
+    truncated_input: bool = False
+
+
+def run_animate(cfg) -> AnimateResult:
+    """Run ``lia-animate``.
+
+    Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
+    appears complete under its name or not at all: any error removes what was started (UserError). SIGTERM
+    or a first Ctrl-C finish the current frame and finalise a playable, shorter output (``signal_exit``
+    143/130); a second Ctrl-C stops at once and keeps nothing.
     """
     from .templates import MotionRecorder, load_template
 
@@ -263,45 +278,52 @@ def run_animate(cfg) -> int:
         writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
                              overwrite=cfg.overwrite)
     encoder: BackgroundSink | None = None
+    frames: Iterator[np.ndarray] | None = None
+    recorder = None
+    stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
-        anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
-                                         tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
-        batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
-        portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
-        anim.set_source(portrait)
-        recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps) if getattr(cfg, "record_motion", None) and drive \
-            else None
-        if cfg.manipulate is not None:
-            frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
-            total = cfg.steps
-        elif template is not None:
-            frames = replay_template(anim, template, batch, cfg.max_frames)
-            total = min(len(template), cfg.max_frames or len(template))
-        else:
-            assert drive is not None
-            total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-            plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
-            frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
-                                   cfg.max_frames, recorder, portrait)
-        encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
-        for out in _progress(frames, total, cfg.progress, "lia-animate"):
-            encoder.put(out)
-        encoder.finish()
+        with stopper:
+            anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
+                                             tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
+            batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
+            portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
+            anim.set_source(portrait)
+            if getattr(cfg, "record_motion", None) and drive is not None:
+                recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
+            if cfg.manipulate is not None:
+                frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
+                total = cfg.steps
+            elif template is not None:
+                frames = replay_template(anim, template, batch, cfg.max_frames)
+                total = min(len(template), cfg.max_frames or len(template))
+            else:
+                assert drive is not None
+                total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+                plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
+                frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
+                                       cfg.max_frames, recorder, portrait)
+            encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
+            for out in _progress(frames, total, cfg.progress, "lia-animate"):
+                encoder.put(out)
+                if stopper.requested:
+                    break
+            getattr(frames, "close", lambda: None)()  # stops the decode thread of an unfinished video
+            encoder.finish()
+            if writer.frames == 0:
+                writer.abort()
+                if stopper.requested:
+                    return AnimateResult(0, None, stopper.exit_code)
+                raise UserError(f"no frames could be read from {cfg.driving}")
+            path = writer.close()
     except BaseException:
         if encoder is not None:
             encoder.cancel()
-        if writer.frames:
-            writer.close()  # keep what was rendered, finalised and playable
-        else:
-            writer.abort()
+        writer.abort()  # errors and a second Ctrl-C: nothing is kept, not even a hidden temp file
         raise
-    writer.close()
-    if writer.frames == 0:
-        raise UserError(f"no frames could be read from {cfg.driving}")
-    if recorder is not None:
+    if recorder is not None and recorder.frames:
         recorder.save(cfg.record_motion)
-        log(f"motion recorded: {cfg.record_motion} ({recorder.frames} frames)")
-    return writer.frames
+        log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
+    return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 
 __all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "render_args",

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lia_live.cli.common import user_errors  # noqa: E402
 from lia_live.errors import UserError  # noqa: E402
+from lia_live.fsutil import check_output_path  # noqa: E402
 
 
 @user_errors("convert_checkpoint")
@@ -26,8 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("output", type=Path, help="output .safetensors or .pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     a = p.parse_args(argv)
-    if a.output.exists() and not a.overwrite:
-        raise UserError(f"output already exists: {a.output} (pass --overwrite to replace it)")
+    check_output_path(a.output, a.overwrite, "output")
     if a.output.suffix not in (".safetensors", ".pt"):
         raise UserError(f"output must end in .safetensors or .pt, got {a.output.name}")
     from lia_live.model.checkpoint import load_generator, save_generator

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT / "runs" / "demo-data", help="synthetic clips (made if missing)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "demo", help="training run folder")
-    p.add_argument("--minutes", type=float, default=33.0, help="training wall time")
+    from lia_live.cli.common import float_range
+
+    p.add_argument("--minutes", type=float_range(0, 10_000, lo_open=True), default=33.0, help="training wall time")
     p.add_argument("--asset", type=Path, default=ASSET, help="where to write the generator")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --asset")
     p.add_argument("--export-only", action="store_true", help="skip training; export the newest checkpoint")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lia_live.capture import IterableCapture
+from lia_live.fsutil import PARTIAL_MARK
 from lia_live.live import LiveConfig, run_live
 from lia_live.model.checkpoint import save_generator
 from lia_live.tracking import crop_portrait
@@ -93,4 +94,67 @@ def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
     stats = json.loads(js.read_text())
     assert 0 < stats["frames"] < 400  # stopped early...
     assert count_video_frames(out) == stats["frames"]  # ...and the file is complete and playable
-    assert not any(p.name.startswith(".partial-") for p in tmp_path.iterdir())
+    assert not any(PARTIAL_MARK in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_double_ctrl_c_keeps_no_recording_and_exits_130(tmp_path, astronaut, tiny_generator):
+    """A first Ctrl-C asks for a clean stop; a second one stops at once. Whenever it lands, what is left is a
+    complete recording (the clean stop had finished) or none — never a hidden partial file — and exit 130."""
+    scene = make_scene(astronaut, n=600, width=320, height=240, gaps=())
+    drive, out = tmp_path / "drive.mp4", tmp_path / "rec.mp4"
+    write_video((cv2.resize(f, (320, 240)) for f in scene.frames()), drive)
+    src = tmp_path / "src.png"
+    cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    ckpt = tmp_path / "tiny.safetensors"
+    save_generator(tiny_generator, ckpt)
+    # a slow output so the second signal lands while the loop still runs (the first only asks to stop)
+    cmd = [sys.executable, "-c", "import sys, time; from lia_live.output.file import FileOutput; "
+           "send = FileOutput.send; FileOutput.send = lambda s, f: (time.sleep(0.05), send(s, f))[1]; "
+           "from lia_live.cli.live import main; sys.exit(main())",
+           "--source", str(src), "--driving", str(drive), "--checkpoint", str(ckpt), "--backend", "eager",
+           "--output", str(out), "--no-vcam", "--size", "160x96", "--stats-every", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    lines, started = [], threading.Event()
+
+    def pump():
+        for line in proc.stderr:
+            lines.append(line)
+            if "reference pose captured" in line:
+                started.set()
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        assert started.wait(120), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    t.join(5)
+    err = "".join(lines)
+    # 130, or killed by the SIGINT itself when the second one lands after the run had ended (shells show 130)
+    assert rc in (130, -signal.SIGINT), err
+    assert "Traceback" not in err
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left in (["drive.mp4", "src.png", "tiny.safetensors"], ["drive.mp4", "rec.mp4", "src.png", "tiny.safetensors"])
+    if "rec.mp4" in left:
+        assert count_video_frames(out) > 0
+
+
+def test_stats_file_is_never_replaced_without_overwrite(tmp_path, astronaut, capsys):
+    from lia_live.cli.live import main
+
+    src = tmp_path / "src.png"
+    cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    portrait = tmp_path / "portrait.png"
+    portrait.write_bytes(b"the user's picture")
+    assert main(["--source", str(src), "--stats-json", str(portrait), "--dry-run"]) == 2
+    assert "stats file already exists" in capsys.readouterr().err
+    assert portrait.read_bytes() == b"the user's picture"
+    assert main(["--source", str(src), "--stats-json", str(tmp_path), "--dry-run"]) == 2
+    assert "folder" in capsys.readouterr().err

@@ -151,7 +151,9 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "train.run", *common, "--out", str(ddp)], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # A finished run never reports failure: ranks leave through train.dist.exit_process (no interpreter
+    # finalisation racing gloo's threads: the old "terminate called without an active exception" abort).
+    assert out.returncode == 0 and "terminate called" not in out.stderr, out.stderr[-3000:]
     summary = json.loads((ddp / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert summary["rank_max_param_diff_gen"] == 0.0 and summary["rank_max_param_diff_dis"] == 0.0

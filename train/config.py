@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from lia_live.cli.common import float_range
 from lia_live.errors import UserError
 from lia_live.model import GeneratorConfig
 
@@ -166,7 +167,7 @@ def preset_config(name: str) -> TrainConfig:
 
 HELP = {
     "preset": "dataset preset: vox, taichi, ted, or tiny (small CPU model)",
-    "data": "dataset root: ROOT/{train,test}/<video>/*.png or ROOT/{train,test}/<video>.mp4",
+    "data": "required: dataset root: ROOT/{train,test}/<video>/*.png or ROOT/{train,test}/<video>.mp4",
     "out": "run folder (config.json, checkpoints/, tb/, losses.jsonl)",
     "split": "which split of --data to train on",
     "channel_div": "divide every generator channel count (small models)",
@@ -205,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     base = TrainConfig()
     for f in fields(TrainConfig):
         default = getattr(base, f.name)
-        kw: dict[str, Any] = {"help": HELP.get(f.name, f.name.replace("_", " ")) + f" (vox default: {default})"}
+        shown = "" if f.name == "data" else f" (vox default: {default})"
+        kw: dict[str, Any] = {"help": HELP.get(f.name, f.name.replace("_", " ")) + shown}
         if isinstance(default, bool):
             p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
-            p.add_argument(_flag(f.name), type=float, nargs="+", **kw)
+            p.add_argument(_flag(f.name), type=float_range(), nargs="+", **kw)
+        elif isinstance(default, float):
+            p.add_argument(_flag(f.name), type=float_range(), **kw)  # finite: nan/inf refused at parse time
         else:
             choices = {"preset": list(PRESETS), "amp": list(AMP_CHOICES), "split": ["train", "test"]}.get(f.name)
             p.add_argument(_flag(f.name), type=type(default), choices=choices, **kw)

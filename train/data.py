@@ -37,6 +37,9 @@ class Video:
 def _video_frame_count(path: Path) -> int:
     import cv2
 
+    from lia_live.io.video import quiet_ffmpeg
+
+    quiet_ffmpeg()
     cap = cv2.VideoCapture(str(path))
     try:
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
@@ -47,10 +50,11 @@ def _video_frame_count(path: Path) -> int:
 
 def find_videos(root: str | Path, split: str = "train") -> list[Video]:
     """All videos with at least two frames under ``root/split`` (or ``root`` itself if it has no splits)."""
+    given = str(root)
     root = Path(root)
-    if not str(root) or not root.is_dir():
+    if not given or not root.is_dir():
         raise UserError(f"--data must be a dataset folder (ROOT/{{train,test}}/<video>/*.png or <video>.mp4); "
-                        f"got {str(root) or 'nothing'}")
+                        f"got {given or 'nothing'}")
     base = root / split if (root / split).is_dir() else root
     videos = []
     for p in sorted(base.iterdir()):
@@ -68,12 +72,9 @@ def find_videos(root: str | Path, split: str = "train") -> list[Video]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
+    from lia_live.io.video import read_image
 
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UserError(f"unreadable frame: {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_image(path, "training frame")
 
 
 def read_frame(video: Video, index: int) -> np.ndarray:

@@ -60,9 +60,32 @@ def init(device: torch.device) -> None:
     tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group. ``clean`` (the run finished on this rank): all ranks first meet at a barrier,
+    so no rank tears down while another still communicates. After a failure there is no barrier (the other
+    ranks may never reach it)."""
     if tdist.is_available() and tdist.is_initialized():
+        if clean and world_size() > 1:
+            tdist.barrier()
         tdist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """End a torchrun worker process now, skipping interpreter finalisation.
+
+    ``destroy_process_group`` does not destroy a gloo process group while anything still references it
+    (DDP and c10d keep references: its ``pt_gloo_runloop`` / ``gloo_tcp_loop`` threads are still alive
+    afterwards, measured). Those threads then meet Python's finalisation: a worker that drops the last
+    reference to a tensor of a finished collective needs the GIL, and a thread that asks for the GIL
+    while the interpreter finalises is ended with ``pthread_exit``, whose forced unwind through C++
+    ``noexcept`` code is ``terminate called without an active exception`` → SIGABRT, on whichever rank
+    exits right after its last collective (rank 1: rank 0 still writes the summary). Everything of the
+    run is closed and flushed by then (checkpoints and reports are atomic files, the TensorBoard writer
+    and data workers are closed by ``Trainer.close``), so leaving with ``os._exit`` loses nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def barrier() -> None:

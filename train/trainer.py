@@ -10,8 +10,8 @@ of the global batch into ``accum`` micro-batches.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from torch import nn
 from lia_live.errors import UserError
 from lia_live.model import Generator, GeneratorConfig
 from lia_live.fsutil import write_atomic
+from lia_live.signals import Stopper
 from lia_live.model.checkpoint import _strip_prefix, build_generator, read_generator_state
 
 from . import dist
@@ -35,31 +36,12 @@ from .losses import VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_feat
 LOSS_NAMES = ("l1", "vgg", "g_gan", "g_total", "d_loss", "d_real", "d_fake", "r1")
 
 
-class StopFlag:
-    """SIGTERM / SIGINT ask the loop to save and exit; a second SIGINT interrupts at once."""
+class StopFlag(Stopper):
+    """SIGTERM / SIGINT ask the loop to save and exit; a second SIGINT interrupts at once (the shared Stopper)."""
 
     def __init__(self):
-        self.requested = False
-        self._old: dict[int, Any] = {}
-
-    def _handler(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        dist.eprint(f"train: got {signal.Signals(signum).name}; saving a checkpoint and exiting "
-                    f"(Ctrl-C again to abort without saving)")
-
-    def __enter__(self) -> "StopFlag":
-        for s in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[s] = signal.signal(s, self._handler)
-            except ValueError:  # not the main thread (e.g. called from a test thread)
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        super().__init__("saving a checkpoint and exiting (Ctrl-C again to abort without saving)",
+                         say=lambda msg: dist.eprint(f"train: got {msg}"))
 
 
 def _autocast(device: torch.device, amp: str):
@@ -287,7 +269,7 @@ class Trainer:
         it, saved_at, stopped = self.start_iter, self.start_iter, False
         t_last, it_last = time.perf_counter(), self.start_iter
         t_start = t_last
-        data_iter = iter(self.loader)
+        data_iter = self._data_iter = iter(self.loader)
         with self.stop:
             while it < cfg.iters:
                 terms = self.step(data_iter, it)
@@ -316,17 +298,39 @@ class Trainer:
                 self._save(it)
         if bar is not None:
             bar.close()
+        self._close_data()
         summary = {"iter": it, "stopped": stopped, "world_size": self.world,
                    "rank_max_param_diff_gen": dist.max_param_diff(self.gen),
                    "rank_max_param_diff_dis": dist.max_param_diff(self.dis),
                    "checkpoint": str(self.ckpt_dir / f"ckpt-{it:07d}.pt")}
         if self.rank == 0:
             write_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
-            if self.writer is not None:
-                self.writer.close()
+            self._close_writer()
             dist.print0(f"train: {'stopped' if stopped else 'finished'} at iteration {it}; "
                         f"checkpoint {summary['checkpoint']}")
         return summary
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.close()  # joins its event-file thread
+            self.writer = None
+
+    def _close_data(self) -> None:
+        """Stop the DataLoader iterator's worker processes now (not whenever the garbage collector runs)."""
+        it, self._data_iter = getattr(self, "_data_iter", None), None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+    def close(self) -> None:
+        """Release, in order, everything that runs beside the main thread or holds the process group:
+        the TensorBoard writer (a thread), the DataLoader workers (processes), the DDP wrappers (they hold
+        the process group and its gradient buckets). Safe to call twice and after a failure."""
+        self._close_writer()
+        self._close_data()
+        self.loader = None
+        self.gen_ddp = self.dis_ddp = None
+        gc.collect()
 
     def _log_scalars(self, it: int, losses: dict[str, float], its: float) -> None:
         record = {"iter": it, **losses, "it_s": its, "images_s": its * self.cfg.batch_size}

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .common import ArgumentParser, positive_float, user_errors
+from ..fsutil import check_output_path
+from ..log import log, plural
+from .common import ArgumentParser, float_range, int_range, user_errors
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,15 @@ def build_parser() -> ArgumentParser:
                         "(see 'lia-live backends')")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                    help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
-    p.add_argument("--fps", type=float, help="fps of a frame folder / override the output fps")
-    p.add_argument("--max-frames", type=int, help="stop after this many driving frames")
-    p.add_argument("--motion-power", type=positive_float(0, 2), default=1.0, help="scale of relative motion (0-2)")
-    p.add_argument("--manipulate", type=int, metavar="K",
+    p.add_argument("--fps", type=float_range(0, 1000, lo_open=True),
+                   help="fps of a frame folder / override the output fps")
+    p.add_argument("--max-frames", type=int_range(1), help="stop after this many driving frames")
+    p.add_argument("--motion-power", type=float_range(0, 2), default=1.0, help="scale of relative motion (0-2)")
+    p.add_argument("--manipulate", type=int_range(0), metavar="K",
                    help="instead of driving: walk the source along motion direction K (official linear manipulation)")
-    p.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
+    p.add_argument("--range", type=float_range(-100, 100), nargs=2, default=(-3.0, 3.0), metavar=("LO", "HI"),
                    help="magnitudes swept by --manipulate")
-    p.add_argument("--steps", type=int, default=16, help="frames rendered by --manipulate")
+    p.add_argument("--steps", type=int_range(1, 100000), default=16, help="frames rendered by --manipulate")
     p.add_argument("--reference", choices=("first", "auto", "landmarks"), default="first",
                    help="relative mode's reference pose: first = the first driving frame (official demo); auto = "
                         "the driving frame whose motion is nearest the portrait's own pose; landmarks = the driving "
@@ -74,7 +77,7 @@ def build_parser() -> ArgumentParser:
                    help="instead of --driving: replay a motion template recorded with --record-motion")
     p.add_argument("--record-motion", type=Path, metavar="FILE.npz",
                    help="also record the per-frame motion as a template (no face pixels; see docs/live.md)")
-    p.add_argument("--batch-size", type=int, metavar="N",
+    p.add_argument("--batch-size", type=int_range(1, 1024), metavar="N",
                    help="frames per model step (default: 8 on CUDA, 1 on CPU)")
     p.add_argument("--backend-option", dest="backend_options", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option (repeatable), e.g. mode=max-autotune for the compile backend")
@@ -87,16 +90,10 @@ def parse_config(argv=None) -> AnimateConfig:
     a = build_parser().parse_args(argv)
     if sum(x is not None for x in (a.manipulate, a.driving, a.motion)) != 1:
         raise UserError("give exactly one of --driving VIDEO_OR_FRAME_DIR, --motion FILE.npz or --manipulate K")
-    if a.batch_size is not None and not 1 <= a.batch_size <= 1024:
-        raise UserError(f"--batch-size must be within 1..1024, got {a.batch_size}")
     if a.record_motion is not None:
         if a.driving is None:
             raise UserError("--record-motion records the motion of a --driving video")
-        if a.record_motion.exists() and not a.overwrite:
-            raise UserError(f"motion recording already exists: {a.record_motion} (choose another name or pass "
-                            f"--overwrite)")
-    if a.steps < 1:
-        raise UserError("--steps must be >= 1")
+        check_output_path(a.record_motion, a.overwrite, "motion recording")
     return AnimateConfig(source=a.source, driving=a.driving, checkpoint=a.checkpoint, output=a.output,
                          mode=a.mode, crop=a.crop, source_crop=a.source_crop, device=a.device,
                          backend=a.backend, precision=a.precision, fps=a.fps, max_frames=a.max_frames,
@@ -111,8 +108,15 @@ def main(argv=None) -> int:
     cfg = parse_config(argv)
     from ..offline import run_animate
 
-    n = run_animate(cfg)
-    print(f"lia-animate: wrote {n} frames to {cfg.output}", file=sys.stderr)
+    res = run_animate(cfg)
+    if res.signal_exit is not None:
+        if res.frames:
+            log(f"stopped early: wrote {plural(res.frames, 'frame')} (a shorter, complete output) to {res.output}")
+        else:
+            log("stopped before any frame was rendered; nothing was written")
+        return res.signal_exit
+    note = " (the driving video ended early: see the warning above)" if res.truncated_input else ""
+    log(f"wrote {plural(res.frames, 'frame')} to {res.output}{note}")
     return 0
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..backends import parse_backend_options
 from ..errors import UserError
-from ..fsutil import write_atomic
+from ..fsutil import check_output_path, write_atomic
 from .common import ArgumentParser, user_errors
 
 PROG = "lia-live bench"
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or args.warmup < 0 or args.naive_frames < 0 or args.rounds < 1:
         raise UserError("--frames must be >= 1, --warmup/--naive-frames >= 0 and --rounds >= 1")
     options = parse_backend_options(args.backend_option)
+    if args.json:
+        check_output_path(args.json, overwrite=True, what="--json")  # a results file is rewritten by design
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)

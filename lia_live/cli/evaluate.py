@@ -6,21 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..fsutil import check_output_path
+from ..log import plural
 from ..runtime import resolve_checkpoint, resolve_device
-from .common import ArgumentParser, user_errors
+from .common import ArgumentParser, int_range, user_errors
 
 METRICS = ("l1", "lpips", "aed", "akd")
 
 
-def positive_int(s: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+positive_int = int_range(1)  # argparse type: an integer >= 1
 
 
 def metric_list(s: str) -> tuple[str, ...]:
@@ -76,6 +70,8 @@ def parse_config(argv=None):
     from ..evaluation.runner import EvalConfig
 
     a = build_parser().parse_args(argv)
+    # resumable: an existing lia-eval folder is fine (checked in detail later); unwritable places are not
+    check_output_path(a.out, overwrite=True, what="--out", kind="dir")
     if a.mode == "relative" and not a.cross:
         print("lia-eval: note: --mode relative with source = frame 0 of the same video equals absolute motion "
               "up to float rounding", file=sys.stderr)
@@ -96,7 +92,8 @@ def main(argv=None) -> int:
     doc = run_evaluation(cfg)
     overall = doc["overall"]
     shown = ", ".join(f"{LABELS[k]} {overall[k]:.4f}" for k in LABELS if isinstance(overall.get(k), float))
-    print(f"lia-eval: {overall['videos']} videos, {overall['frames']} frames: {shown or 'no metric measured'}")
+    print(f"lia-eval: {plural(overall['videos'], 'video')}, {plural(overall['frames'], 'frame')}: "
+          f"{shown or 'no metric measured'}")
     if doc.get("timing_ms_per_frame"):
         t = doc["timing_ms_per_frame"]
         print("lia-eval: ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))

@@ -47,19 +47,20 @@ def parse_config(argv=None):
     return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
 
 
-def check_inputs(cfg) -> None:
-    """What --dry-run (and every run) checks before loading anything: the files named exist."""
+def check_inputs(cfg: LiveConfig) -> None:
+    """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
+    outputs can be written."""
+    from ..io import check_driving, read_image
+    from ..live import check_outputs
+
     for src in cfg.sources:
-        if not Path(src).is_file():
-            raise UserError(f"source image not found: {src}")
-    d = cfg.capture.driving
-    if not d.isdigit() and "://" not in d and not Path(d).exists():
-        raise UserError(f"driving input not found: {d} (give a camera index like 0, a stream URL, a video "
-                        f"file or a folder of frames)")
+        read_image(src, "source image")
+    check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
     if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
         raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
+    check_outputs(cfg)
 
 
 def list_backends(argv) -> int:

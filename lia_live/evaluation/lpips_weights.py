@@ -84,17 +84,26 @@ def _from_jax_ckpt(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _from_torch_state_dict(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from ..model.checkpoint import looks_like_torch_file, unsafe_detail
+
     try:
+        if not looks_like_torch_file(path):
+            raise UserError(f"--lpips-weights {path} is not a PyTorch weights file; {HOW_TO_PROVIDE}")
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UserError(f"refused to load {path}: it holds more than tensors ({str(e).splitlines()[0]})") from None
+        detail = unsafe_detail(e)
+        if detail is not None:
+            raise UserError(f"refused to load {path}: it holds more than tensors"
+                            + (f" ({detail})" if detail else "")) from None
+        raise UserError(f"not a readable PyTorch file (damaged): {path}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise UserError(f"not a readable PyTorch file: {path} ({str(e).splitlines()[0]})") from None
     if not isinstance(sd, dict):
         raise UserError(f"{path} holds no state dict (got {type(sd).__name__})")
     for prefix in ("features.", "", "net.features.", "module.features."):
         keys = [f"{prefix}{i}.weight" for i in CONV_INDICES]
-        if all(k in sd for k in keys):
+        if all(isinstance(sd.get(k), torch.Tensor) and isinstance(sd.get(k.replace("weight", "bias")), torch.Tensor)
+               for k in keys):
             return [(sd[f"{prefix}{i}.weight"].float(), sd[f"{prefix}{i}.bias"].float()) for i in CONV_INDICES]
     raise UserError(f"{path} is not an AlexNet state dict (no features.0.weight ... features.10.weight)")
 

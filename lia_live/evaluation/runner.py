@@ -152,8 +152,10 @@ class Scorers:
             self.landmarks.close()
 
 
-def prepare_out(out: Path, run: dict) -> None:
-    """Create ``out`` or accept it for resuming; refuse foreign folders and runs with other settings."""
+def prepare_out(out: Path, run: dict) -> bool:
+    """Accept ``out`` for a new run (True: ``run.json`` is still to be written) or for resuming (False);
+    refuse foreign folders and runs with other settings. Nothing is created here: the run record is
+    written with the first scored video (:func:`start_run`), so a run that fails earlier leaves no trace."""
     marker = out / "run.json"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")
@@ -172,9 +174,28 @@ def prepare_out(out: Path, run: dict) -> None:
             shown = ", ".join(f"{k}: {old.get(k)!r} → {run.get(k)!r}" for k in diff[:3])
             raise UserError(f"--out {out} holds a lia-eval run with other settings ({shown}); "
                             "use another --out folder to keep both")
-        return
+        return False
+    return True
+
+
+def start_run(out: Path, run: dict) -> None:
+    """Create ``out`` and write its ``run.json`` (the record that makes the folder resumable)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(marker, json.dumps(run, indent=2) + "\n")
+    write_atomic(out / "run.json", json.dumps(run, indent=2) + "\n")
+
+
+def _undo_start(out: Path, made_out: bool) -> None:
+    """After a failure before anything was scored: remove the empty folders this run made."""
+    for sub in (out / "videos", out / "per_video"):
+        try:
+            sub.rmdir()
+        except OSError:  # absent or not empty: leave it
+            pass
+    if made_out:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
 
 
 def load_record(path: Path, entry: VideoEntry, source: VideoEntry) -> dict | None:
@@ -296,14 +317,21 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
             "set --domain face|body to override)")
     plan = plan_metrics(tuple(cfg.metrics), domain, cfg.cross)
     lpips_path = find_alexnet_weights(cfg.lpips_weights) if "lpips" in plan.metrics else None
+    if lpips_path is not None:
+        from .lpips_weights import load_alexnet_convs
+
+        load_alexnet_convs(lpips_path)  # a wrong file fails now, in one line, before any work
 
     gen = load_generator(cfg.checkpoint, "cpu")
     run = {"format": RUN_FORMAT, "version": RUN_VERSION, "checkpoint": str(Path(cfg.checkpoint).resolve()),
-           "checkpoint_sha256": sha256_file(Path(cfg.checkpoint)), "data": str(Path(folder).resolve()),
+           "checkpoint_sha256": sha256_file(Path(cfg.checkpoint)),
+           # one video given as --data is recorded as itself: another video of its folder is another run
+           "data": str(Path(cfg.data).resolve() if Path(cfg.data).is_file() else Path(folder).resolve()),
            "protocol": "cross-identity" if cfg.cross else "same-identity", "mode": cfg.mode,
            "max_frames": cfg.max_frames, "domain": domain, "metrics": list(plan.metrics), "size": gen.config.size,
            "lpips_weights_sha256": sha256_file(lpips_path) if lpips_path else None}
-    prepare_out(cfg.out, run)
+    fresh = prepare_out(cfg.out, run)
+    made_out = not cfg.out.exists()
 
     anim = Animator(gen, device=cfg.device)
     pairs = [(v, videos[(i + 1) % len(videos)] if cfg.cross else v) for i, v in enumerate(videos)]
@@ -336,16 +364,25 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
                     bar.set_postfix_str(entry.name)
                 video_path = cfg.out / "videos" / f"{safe_name(entry.name)}.mp4" if cfg.save_videos else None
                 if video_path is not None:
-                    video_path.parent.mkdir(exist_ok=True)
+                    video_path.parent.mkdir(parents=True, exist_ok=True)
                 rec = evaluate_video(anim, entry, source, cfg, plan, scorers, timers,
                                      (lambda n: bar.update(n)) if bar is not None else (lambda n: None), video_path)
+                if fresh:
+                    start_run(cfg.out, run)
+                    fresh = False
                 write_atomic(rec_dir / f"{safe_name(entry.name)}.json", json.dumps(clean(rec)) + "\n")
                 records[entry.name] = rec
                 new_frames += rec["frames"]
+        except BaseException:
+            if fresh:
+                _undo_start(cfg.out, made_out)
+            raise
         finally:
             if bar is not None:
                 bar.close()
             scorers.close()
+    if fresh:
+        start_run(cfg.out, run)
 
     ordered = [records[e.name] for e, _ in pairs]
     overall = summarize_run(ordered, plan.metrics)

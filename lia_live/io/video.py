@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import math
 import os
-import sys
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -12,9 +13,22 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
+from ..fsutil import (PARTIAL_MARK, check_output_path, normal_mode, os_error_line, remove_partial, replace_dir,
+                      temp_name, write_bytes_checked)
+from ..log import log, plural
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+TRUNCATION_SLACK = 1  # container frame counts may be estimated from the duration: allow one frame off
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg"}
+
+
+def quiet_ffmpeg() -> None:
+    """Keep OpenCV's FFmpeg from printing raw decoder errors (a damaged file is reported by us, in one line).
+
+    OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when its FFmpeg backend starts, so this is called before
+    every ``cv2.VideoCapture`` of a file; a value the user set is kept.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
@@ -24,11 +38,31 @@ def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} not found: {p}")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise UserError(f"{what} is not a readable image: {p}")
+    try:
+        data = np.fromfile(str(p), dtype=np.uint8)
+    except OSError as e:
+        raise UserError(f"cannot read {what} {p}: {os_error_line(e)}") from None
+    if not data.size:
+        raise UserError(f"{what} is an empty file: {p}")
+    img = decode_image(data, what, p)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_image(data: np.ndarray, what: str, path: Path) -> np.ndarray:
+    """BGR uint8 from encoded bytes; UserError naming the file for foreign, broken or oversized images."""
+    import cv2
+
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:  # e.g. a header claiming more pixels than CV_IO_MAX_IMAGE_PIXELS
+        msg = str(e)
+        if "CV_IO_MAX_IMAGE_PIXELS" in msg or "pixels" in msg.lower():
+            raise UserError(f"{what} is larger than the image decoder allows (its header claims too many "
+                            f"pixels): {path}") from None
+        raise UserError(f"{what} is not a readable image: {path}") from None
+    if img is None:
+        raise UserError(f"{what} is not a readable image: {path}")
+    return img
 
 
 class FrameSource:
@@ -39,6 +73,8 @@ class FrameSource:
 
         self.path = Path(path)
         self.files: list[Path] | None = None
+        self.truncated = False
+        self.frames_read: int | None = None
         if self.path.is_dir():
             self.files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
             if not self.files:
@@ -50,6 +86,7 @@ class FrameSource:
         elif self.path.is_file():
             if not _pyav_can_decode(self.path):
                 raise UserError(f"cannot read video (not a video, or an unsupported codec): {self.path}")
+            quiet_ffmpeg()
             cap = cv2.VideoCapture(str(self.path))
             ok = cap.isOpened()
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
@@ -75,15 +112,23 @@ class FrameSource:
             for f in self.files:
                 yield read_image(f, "frame")
             return
+        quiet_ffmpeg()
         cap = cv2.VideoCapture(str(self.path))
+        n = 0
         try:
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
+                n += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             cap.release()
+        self.frames_read = n
+        if self.count and n < self.count - TRUNCATION_SLACK:
+            self.truncated = True
+            log(f"warning: {self.path} ended after {plural(n, 'frame')} of the {self.count} its header "
+                f"announces (truncated or damaged file?)")
 
     @property
     def has_audio(self) -> bool:
@@ -92,6 +137,14 @@ class FrameSource:
 
 def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
     return FrameSource(path, fps)
+
+
+def check_driving(driving: str) -> None:
+    """For dry runs: a driving video or frame folder must exist and be readable (UserError, one line).
+    Camera indices (``0``) and stream URLs (``rtsp://...``) are left to the capture code."""
+    if driving.isdigit() or "://" in driving:
+        return
+    FrameSource(driving)  # checks existence, type and that a first frame decodes; opens nothing that stays
 
 
 def _pyav_can_decode(path: Path) -> bool:
@@ -115,27 +168,40 @@ def probe_audio(path: str | os.PathLike) -> bool:
         return False
 
 
-def _check_new_output(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise UserError(f"output already exists: {path} (choose another name or pass --overwrite)")
-    if not path.parent.exists():
-        raise UserError(f"output folder does not exist: {path.parent}")
+def _write_failed(path: Path, e: BaseException) -> UserError:
+    if isinstance(e, OSError):
+        reason = os_error_line(e)
+    else:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "No space left" in reason:
+            reason = "no space left on device"
+    return UserError(f"writing {path} failed ({reason}); nothing was kept")
+
+
+# What PyAV/FFmpeg and the OS raise when a write cannot go on (full disk, I/O error, removed folder).
+def _write_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (OSError, av.error.FFmpegError, ValueError)
 
 
 class VideoWriter:
-    """H.264 (yuv420p) mp4 through PyAV, written to a temp file and renamed on ``close`` so a half-written
-    file never replaces anything. Audio from ``audio_from`` (if it has any) is re-encoded to AAC."""
+    """H.264 (yuv420p) mp4 through PyAV, written to a hidden temp file beside the target and renamed on
+    ``close``: the output appears complete under its name or not at all. Every failed write removes the
+    temp file and raises UserError. Audio from ``audio_from`` (if it has any) is re-encoded to AAC."""
 
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None,
                  overwrite: bool = False, crf: int = 17):
-        self.path = Path(path)
-        _check_new_output(self.path, overwrite)
+        self.path = check_output_path(path, overwrite, "output", "file", create_parents=False)
+        if not (math.isfinite(fps) and fps > 0):
+            raise UserError(f"output fps must be a positive number, got {fps}")
         self.fps = fps
         self.crf = crf
         self.audio_from = Path(audio_from) if audio_from and probe_audio(audio_from) else None
-        fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        try:
+            self.tmp: Path | None = temp_name(self.path)
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {os_error_line(e)}") from None
         self._container = None
         self._stream = None
         self.frames = 0
@@ -153,26 +219,34 @@ class VideoWriter:
         self._stream = s
         self._audio = None
         if self.audio_from is not None:
-            import av as _av
-
-            with _av.open(str(self.audio_from)) as src:
+            with av.open(str(self.audio_from)) as src:
                 cc = src.streams.audio[0].codec_context
                 self._audio_rate, self._audio_layout = cc.sample_rate or 44100, cc.layout.name
             self._audio = self._container.add_stream("aac", rate=self._audio_rate)
             self._audio.layout = self._audio_layout
 
     def write(self, rgb: np.ndarray) -> None:
+        """Encode one RGB frame; a failed write removes the temp file and raises UserError."""
         import av
 
-        if self._container is None:
-            self._open(rgb.shape[1], rgb.shape[0])
-        s = self._stream
-        if rgb.shape[1] != s.width or rgb.shape[0] != s.height:
-            rgb = rgb[: s.height, : s.width]
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.frames
-        for packet in s.encode(frame):
-            self._container.mux(packet)
+        if self.closed:
+            raise UserError(f"writing {self.path} after it was closed")
+        try:
+            if self._container is None:
+                self._open(rgb.shape[1], rgb.shape[0])
+            s = self._stream
+            if rgb.shape[1] != s.width or rgb.shape[0] != s.height:
+                rgb = rgb[: s.height, : s.width]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = self.frames
+            for packet in s.encode(frame):
+                self._container.mux(packet)
+        except _write_errors() as e:
+            self.abort()
+            raise _write_failed(self.path, e) from None
+        except BaseException:
+            self.abort()
+            raise
         self.frames += 1
 
     def _copy_audio(self) -> None:
@@ -197,85 +271,144 @@ class VideoWriter:
                 self._container.mux(packet)
 
     def close(self) -> Path | None:
-        """Finish the file and move it into place; returns the path (None if no frame was written)."""
+        """Finish the file and move it into place; returns the path (None if no frame was written).
+
+        Any failure (full disk while flushing, an interrupt) removes the temp file and re-raises.
+        """
         if self.closed:
-            return self.path if self.frames else None
-        self.closed = True
+            return self.path if self.frames and self.tmp is None else None
         if self._container is None:
-            self.tmp.unlink(missing_ok=True)
+            self.abort()
             return None
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        if self._audio is not None:
-            try:
-                self._copy_audio()
-            except Exception as e:  # audio is a bonus: never lose the video over it
-                print(f"warning: could not copy audio from {self.audio_from}: {e}", file=sys.stderr)
-        self._container.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(self.tmp, self.path)
+        self.closed = True
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            if self._audio is not None:
+                try:
+                    self._copy_audio()
+                except (OSError, ValueError, _write_errors()[1]) as e:  # audio is a bonus: keep the video
+                    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                        raise
+                    log(f"warning: could not copy audio from {self.audio_from}: {e}")
+            self._container.close()
+            self._container = None
+            normal_mode(self.tmp)
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except _write_errors() as e:
+            self.abort()
+            raise _write_failed(self.path, e) from None
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
+        """Drop the file: close the container and remove the temp file (safe to call twice)."""
         self.closed = True
-        if self._container is not None:
+        container, self._container = self._container, None
+        if container is not None:
             try:
-                self._container.close()
-            except Exception:  # already broken: we are discarding it anyway
+                container.close()
+            except Exception:  # already broken (full disk...): we are discarding it anyway
                 pass
-        self.tmp.unlink(missing_ok=True)
+        remove_partial(self.tmp)
+        self.tmp = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, *_):
-        self.close() if exc_type is None or issubclass(exc_type, KeyboardInterrupt) else self.abort()
+        self.close() if exc_type is None else self.abort()
 
 
 class PngDirWriter:
-    """Lossless PNG frames ``00000.png``, ``00001.png``… in a folder (created; must be empty or new)."""
+    """Lossless PNG frames ``00000.png``, ``00001.png``… in a folder, built in a hidden temp folder beside
+    the target and renamed into place by ``close`` (with ``overwrite`` the old folder is replaced whole, only
+    then). Each frame is encoded in memory and written with a checked write: a full disk is an error."""
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False):
-        self.path = Path(path)
-        if self.path.exists():
-            if not self.path.is_dir():
-                raise UserError(f"output exists and is not a folder: {self.path}")
-            if any(self.path.iterdir()) and not overwrite:
-                raise UserError(f"output folder is not empty: {self.path} (choose another or pass --overwrite)")
-        self.created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = check_output_path(path, overwrite, "output folder", "dir")
+        self.overwrite = overwrite
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{PARTIAL_MARK}",
+                                                          dir=self.path.parent))
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {os_error_line(e)}") from None
         self.frames = 0
+        self.closed = False
 
     def write(self, rgb: np.ndarray) -> None:
+        """Write the next frame; a failed write removes the temp folder and raises UserError."""
         import cv2
 
-        cv2.imwrite(str(self.path / f"{self.frames:05d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if self.closed:
+            raise UserError(f"writing {self.path} after it was closed")
+        try:
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError("PNG encoding failed")
+            write_bytes_checked(self.tmp / f"{self.frames:05d}.png", buf.tobytes())
+        except (OSError, ValueError) as e:
+            self.abort()
+            raise _write_failed(self.path, e) from None
+        except BaseException:
+            self.abort()
+            raise
         self.frames += 1
 
-    def close(self) -> Path:
+    def close(self) -> Path | None:
+        """Move the finished folder into place; returns it (None, and nothing left, if no frame was written)."""
+        if self.closed:
+            return self.path if self.frames and self.tmp is None else None
+        if self.frames == 0:
+            self.abort()
+            return None
+        self.closed = True
+        try:
+            normal_mode(self.tmp, directory=True)
+            empty = self.path.is_dir() and not any(self.path.iterdir())
+            replace_dir(self.tmp, self.path, self.overwrite or empty)
+            self.tmp = None
+        except OSError as e:
+            self.abort()
+            raise _write_failed(self.path, e) from None
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
-        """Remove the folder again if this writer created it and wrote nothing."""
-        if self.created and self.frames == 0 and not any(self.path.iterdir()):
-            self.path.rmdir()
+        """Remove the temp folder (safe to call twice); an existing output folder is never touched."""
+        self.closed = True
+        remove_partial(self.tmp)
+        self.tmp = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *_):
-        self.close()
+    def __exit__(self, exc_type, *_):
+        self.close() if exc_type is None else self.abort()
 
 
-def open_writer(output: str | os.PathLike, fps: float, audio_from=None, overwrite: bool = False):
-    """``*.mp4`` (or another video suffix) → VideoWriter; anything else → a PNG folder."""
+def check_writer_path(output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, without creating anything, that :func:`open_writer` can write ``output`` (for dry runs and
+    early checks): the suffix rules, an existing output without ``overwrite``, a path below a file, a folder
+    where a file is expected (and the reverse), an unwritable place. UserError with one line otherwise."""
     p = Path(output)
     if p.suffix.lower() in VIDEO_EXTS:
         if p.suffix.lower() != ".mp4":
             raise UserError(f"video output must end in .mp4 (got {p.name}); or give a folder for PNG frames")
+        return check_output_path(p, overwrite, "output", "file", create_parents=False)
+    return check_output_path(p, overwrite, "output folder", "dir")
+
+
+def open_writer(output: str | os.PathLike, fps: float, audio_from=None, overwrite: bool = False):
+    """``*.mp4`` → VideoWriter; a name without a video suffix → a PNG folder. Both write beside the target
+    and appear under its name only when complete (see the classes)."""
+    p = check_writer_path(output, overwrite)
+    if p.suffix.lower() in VIDEO_EXTS:
         return VideoWriter(p, fps, audio_from=audio_from, overwrite=overwrite)
     return PngDirWriter(p, overwrite=overwrite)
-
-

@@ -34,6 +34,27 @@ VERSION = 1
 SAFE_GLOBALS = [argparse.Namespace]
 
 
+TORCH_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def looks_like_torch_file(path: Path) -> bool:
+    """True when the file starts like a ``torch.save`` file (zip archive or a legacy pickle stream)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == TORCH_ZIP_MAGIC or head[:1] == b"\x80"
+
+
+def unsafe_detail(e: BaseException) -> str | None:
+    """For a weights-only refusal: the offending global it names ("" if none is named); None when the
+    error is not a refusal (a damaged stream). Never the advice to turn the check off."""
+    text = str(e)
+    for line in text.splitlines():
+        low = line.lower()
+        if "unsupported global" in low or "unsupported operand" in low:
+            return line.strip().split(" To allowlist")[0].split(" Re-running")[0]
+    return "" if "weights only load failed" in text.lower() else None
+
+
 def torch_load_safe(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` allowing only ``argparse.Namespace`` beyond plain types.
 
@@ -45,15 +66,20 @@ def torch_load_safe(path: str | os.PathLike) -> Any:
     if path.is_dir():
         raise CheckpointError(f"checkpoint is a directory, not a file: {path}")
     try:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint is empty: {path}")
+        if not looks_like_torch_file(path):
+            raise CheckpointError(f"not a readable PyTorch checkpoint (another file type): {path}")
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        msg = str(e)
-        hint = ""
-        for line in msg.splitlines():
-            if "Unsupported global" in line or "Unsupported operand" in line:
-                hint = ": " + line.strip().split(" To allowlist")[0]
-                break
+        detail = unsafe_detail(e)
+        if detail is None:
+            raise CheckpointError(f"not a readable PyTorch checkpoint (damaged): {path}") from None
+        hint = ": " + detail if detail else ""
         raise CheckpointError(f"refused to load {path}: it asks to run or build arbitrary Python objects"
                               f"{hint} (only tensors, plain types and argparse.Namespace are allowed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, KeyError,
@@ -135,8 +161,33 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], GeneratorCon
     except Exception as e:  # safetensors raises its own SafetensorError / OSError types
         raise CheckpointError(f"not a readable safetensors file (truncated or another type): {path} "
                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    cfg = GeneratorConfig.from_dict(json.loads(meta["lia_live_config"])) if "lia_live_config" in meta else None
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entry {bad[0]!r} is not a tensor")
+    cfg = _config_from(meta["lia_live_config"], path) if "lia_live_config" in meta else None
     return sd, cfg
+
+
+#: Largest values a generator config may claim: beyond them a file is damaged or foreign (a 2048-px or
+#: 64k-wide LIA would need far more memory than any checkpoint of this project).
+CONFIG_LIMITS = {"size": 1024, "style_dim": 4096, "motion_dim": 4096, "channel_multiplier": 8, "channel_div": 512}
+
+
+def _config_from(raw: Any, path: Path) -> GeneratorConfig:
+    """GeneratorConfig from checkpoint metadata (JSON text or a dict); CheckpointError for anything malformed."""
+    try:
+        d = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        for k, v in d.items():
+            if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
+                raise ValueError(f"{k} must be an integer, got {v!r}")
+            if k in CONFIG_LIMITS and not 1 <= int(v) <= CONFIG_LIMITS[k]:
+                raise ValueError(f"{k} = {v} is outside [1, {CONFIG_LIMITS[k]}]")
+        return GeneratorConfig.from_dict(d)
+    except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: malformed generator config in its metadata ({first})") from None
 
 
 def read_generator_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], GeneratorConfig | None, dict]:
@@ -152,12 +203,15 @@ def read_generator_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path} is a PyTorch file but not a LIA checkpoint (holds {type(ckpt).__name__})")
     cfg = None
     if ckpt.get("format") == FORMAT:
-        try:
-            cfg = GeneratorConfig.from_dict(ckpt["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: bad generator config in lia-live checkpoint ({e})") from None
+        if "config" not in ckpt:
+            raise CheckpointError(f"{path}: lia-live checkpoint without its generator config")
+        cfg = _config_from(ckpt["config"], path)
     if "gen" in ckpt and isinstance(ckpt["gen"], dict):
         sd = ckpt["gen"]
+        bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(f"{path}: generator entry {str(bad[0])!r} is not a tensor "
+                                  f"({type(sd[bad[0]]).__name__}); the file is damaged or not a LIA checkpoint")
     elif all(isinstance(v, torch.Tensor) for v in ckpt.values()) and any(k.startswith(("enc.", "dec.")) for k in ckpt):
         sd = ckpt  # a bare generator state dict
     else:

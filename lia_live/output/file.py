@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 
 class FileOutput:
-    """Wraps :func:`lia_live.io.open_writer`: never overwrites unless ``overwrite``; ``close`` finalises."""
+    """Wraps :func:`lia_live.io.open_writer`: never overwrites unless ``overwrite``; ``close`` finalises.
+
+    The output appears under its name complete or not at all: ``close`` finalises (an output with no frame
+    is not created), ``abort`` drops everything; a failed write or finalisation raises ``UserError`` and
+    leaves nothing behind (no hidden temporary file either), also when interrupted by Ctrl-C.
+    """
 
     def __init__(self, path: str | os.PathLike, fps: float, overwrite: bool = False):
         from ..io import open_writer
@@ -23,8 +29,10 @@ class FileOutput:
     def send(self, rgb: np.ndarray) -> None:
         self.writer.write(rgb)
 
-    def close(self) -> None:
-        if self.writer.frames:
-            self.writer.close()
-        else:
-            self.writer.abort()
+    def close(self) -> Path | None:
+        """Finalise; returns the path written (None when no frame was sent: nothing is created)."""
+        return self.writer.close()
+
+    def abort(self) -> None:
+        """Drop the output: nothing is left under its name or beside it."""
+        self.writer.abort()
