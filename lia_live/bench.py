@@ -20,8 +20,9 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -143,6 +144,8 @@ class Runner:
         return self._step is not None
 
     def frame(self, img: torch.Tensor, record: bool) -> torch.Tensor:
+        if self._step is None:
+            raise RuntimeError(f"{self.row.backend} is not running (it failed to start)")
         return self._step(img, record)
 
 

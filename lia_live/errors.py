@@ -9,7 +9,7 @@ which flags exist.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _SETTING = re.compile(r"«([a-z_]+)»")
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -464,7 +464,8 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
 
     ``capture``/``animator``/``tracker``/``window`` may be injected (tests); otherwise they are built from
     ``cfg``. A window needs ``show(rgb) -> key``, ``open`` and ``close()``; ``extra_outputs`` (objects with
-    ``send(rgb)`` and ``close()``) receive every output frame too. Devices are always released and a file output is always finalised.
+    ``send(rgb)`` and ``close()``) receive every output frame too. Devices are always released and a file
+    output is always finalised.
     """
     from .capture import CameraSettings, open_capture
     from .output import Compositor

@@ -21,8 +21,18 @@ import torch
 import torch.nn.functional as F
 
 from .model import Generator
-from .model.layers import (Blur, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d,
-                            ResBlock, ScaledLeakyReLU, StyledConv, Upsample)
+from .model.layers import (
+    Blur,
+    ConvLayer,
+    EqualConv2d,
+    EqualLinear,
+    FusedLeakyReLU,
+    ModulatedConv2d,
+    ResBlock,
+    ScaledLeakyReLU,
+    StyledConv,
+    Upsample,
+)
 from .model.synthesis import ToFlow, ToRGB
 
 

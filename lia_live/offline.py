@@ -15,8 +15,9 @@ replayed onto any portrait without the video.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,7 +231,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
             for alpha in batches:
                 args = driver.args(alpha)
                 if recorder is not None:
-                    for i, a in enumerate(args):
+                    for a in args:
                         recorder.add(float(recorder.frames) / recorder.fps, a.alpha, a)
                 yield from from_tensor(render_args(anim, args))
     finally:

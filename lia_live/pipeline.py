@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _END = object()
 
@@ -80,7 +81,7 @@ class StageThread(threading.Thread):
     """Runs ``fn`` over ``inbox`` (None: a source stage, ``fn(None)`` called until it returns END) into ``outbox``."""
 
     def __init__(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff,
-                 pipeline: "Pipeline"):
+                 pipeline: Pipeline):
         super().__init__(name=f"lia-{name}", daemon=True)
         self.fn, self.inbox, self.outbox, self.pipeline = fn, inbox, outbox, pipeline
 

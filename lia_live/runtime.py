@@ -73,7 +73,7 @@ def resolve_checkpoint(arg: str | os.PathLike | None, allow_demo: bool = True) -
     raise UserError(f"no checkpoint given and none found in ./checkpoints/. {CHECKPOINT_HELP}")
 
 
-def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = True) -> "Animator":
+def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = True) -> Animator:
     """Load the checkpoint on the resolved device and backend, and say loudly what runs where."""
     import torch
 

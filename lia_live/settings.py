@@ -136,7 +136,7 @@ class LiveConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
-    def replace(self, **groups: dict) -> "LiveConfig":
+    def replace(self, **groups: dict) -> LiveConfig:
         """A copy with fields of the named groups changed: ``cfg.replace(run={"max_frames": 5})``."""
         kw = {name: dataclasses.replace(getattr(self, name), **changes) for name, changes in groups.items()}
         return dataclasses.replace(self, **kw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .log import log
 
@@ -43,7 +43,7 @@ class Stopper:
         self.stop.set()
         self.say(f"{signal.Signals(signum).name}: {self.message}")
 
-    def __enter__(self) -> "Stopper":
+    def __enter__(self) -> Stopper:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handler)

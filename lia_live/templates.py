@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ FORMAT = "lia-live-motion/1"
 OFFSETS_FORMAT = "lia-live-offsets/1"
 
 
-def model_hash(anim: "Animator") -> str:
+def model_hash(anim: Animator) -> str:
     """SHA-256 of the animator's generator (config and weights), computed once per animator."""
     if anim.model_sha256 is None:
         from .backends.cache import weights_hash
@@ -64,7 +65,7 @@ def _row(t: torch.Tensor | None, m: int) -> np.ndarray:
 class MotionRecorder:
     """Collects :class:`~lia_live.motion.MotionArgs` frame by frame; :meth:`save` writes the template."""
 
-    def __init__(self, anim: "Animator", fps: float):
+    def __init__(self, anim: Animator, fps: float):
         self.anim = anim
         self.fps = float(fps)
         self.m = int(anim.basis.shape[1])
@@ -81,7 +82,7 @@ class MotionRecorder:
     def frames(self) -> int:
         return len(self.alpha)
 
-    def add(self, frame: "Frame | float", alpha: torch.Tensor | None, args: "MotionArgs") -> None:
+    def add(self, frame: Frame | float, alpha: torch.Tensor | None, args: MotionArgs) -> None:
         """Record one frame: ``args`` as given to the animator (``alpha``, the raw α, is not needed)."""
         i = len(self.alpha)
         self.alpha.append(_row(args.alpha, self.m))
@@ -139,7 +140,7 @@ class MotionTemplate:
     def __len__(self) -> int:
         return len(self.alpha)
 
-    def check_model(self, anim: "Animator") -> None:
+    def check_model(self, anim: Animator) -> None:
         """Refuse a template recorded with another model (one line)."""
         if self.alpha.shape[1] != anim.basis.shape[1] or self.size != anim.size:
             raise UserError(f"motion template {self.path.name} was recorded with a {self.size}² model with "
@@ -150,7 +151,7 @@ class MotionTemplate:
                             f"{self.model_sha256[:12]}…, this one {model_hash(anim)[:12]}…): motion codes only "
                             f"mean something to the model that made them")
 
-    def args(self, device: torch.device | str = "cpu") -> Iterator["MotionArgs"]:
+    def args(self, device: torch.device | str = "cpu") -> Iterator[MotionArgs]:
         """The animator's arguments, frame by frame."""
         from .motion import MotionArgs
 
@@ -200,7 +201,7 @@ def load_template(path: str | os.PathLike) -> MotionTemplate:
     return t
 
 
-def load_offsets(path: str | os.PathLike, anim: "Animator") -> list[float]:
+def load_offsets(path: str | os.PathLike, anim: Animator) -> list[float]:
     """Direction offsets saved by :func:`save_offsets` (one line on any problem)."""
     path = Path(path)
     try:
@@ -218,7 +219,7 @@ def load_offsets(path: str | os.PathLike, anim: "Animator") -> list[float]:
     return values
 
 
-def save_offsets(path: str | os.PathLike, offsets: torch.Tensor, anim: "Animator") -> Path:
+def save_offsets(path: str | os.PathLike, offsets: torch.Tensor, anim: Animator) -> Path:
     doc = {"format": OFFSETS_FORMAT, "model_sha256": model_hash(anim),
            "offsets": [round(float(v), 6) for v in offsets.reshape(-1)]}
     return write_atomic(path, json.dumps(doc, indent=2) + "\n")

@@ -83,8 +83,8 @@ def main(argv=None) -> int:
                              ("640×480, box 420 (area)", f480, CropBox(320, 220, 420)),
                              ("640×480, whole frame (area)", f480, center_box(f480)),
                              ("1280×720, box 600 (area)", f720, CropBox(640, 330, 600))]:
-        old = med(lambda: to_tensor(crop_square(frame, box, 256)).to(dev))
-        new = med(lambda: crop_to_model(up.upload(frame), box, 256))
+        old = med(lambda frame=frame, box=box: to_tensor(crop_square(frame, box, 256)).to(dev))
+        new = med(lambda frame=frame, box=box: crop_to_model(up.upload(frame), box, 256))
         rows.append((f"preprocess {name}", old, new))
     src_box = CropBox(225.0, 110.0, 180.0)
     face = crop_to_model(torch.from_numpy(ast), src_box, 256).to(dev)  # (1, 3, 256, 256)
@@ -92,8 +92,8 @@ def main(argv=None) -> int:
         comp = Compositor(1280, 720, mode)
         comp.set_source(ast, src_box, 256)
         comp.set_source_tensor(ast, src_box, 256, dev)
-        old = med(lambda: comp.compose(from_tensor(face)[0]))
-        new = med(lambda: down.download(comp.compose_tensor(face)))
+        old = med(lambda comp=comp: comp.compose(from_tensor(face)[0]))
+        new = med(lambda comp=comp: down.download(comp.compose_tensor(face)))
         rows.append((f"compose {mode} → 1280×720 (+ download)", old, new))
     comp = Compositor(1280, 720)
     rows.append(("pass-through 640×480 → 1280×720", med(lambda: comp.passthrough(f480)),

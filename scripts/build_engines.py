@@ -4,9 +4,10 @@
     python scripts/build_engines.py --backends onnxruntime --device cpu            # the ONNX files only
 
 The cache is ``--engine-dir``, else ``$LIA_ENGINE_DIR``, else ``~/.cache/lia-live/engines``
-(``$XDG_CACHE_HOME/lia-live/engines``). Engines are keyed by weights hash, resolution, precision, GPU and library versions; up-to-date ones are
-reused, stale or foreign ones rebuilt. Each built engine is compared with the fp32 eager model on a
-real image (``--image``; a synthetic test card otherwise). Exit code 1 when a check fails.
+(``$XDG_CACHE_HOME/lia-live/engines``). Engines are keyed by weights hash, resolution, precision, GPU and
+library versions; up-to-date ones are reused, stale or foreign ones rebuilt. Each built engine is compared
+with the fp32 eager model on a real image (``--image``; a synthetic test card otherwise). Exit code 1 when a
+check fails.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lia_live.cli.common import ArgumentParser, user_errors  # noqa: E402
-from lia_live.runtime import resolve_checkpoint, resolve_device  # noqa: E402
 from lia_live.errors import UserError  # noqa: E402
+from lia_live.runtime import resolve_checkpoint, resolve_device  # noqa: E402
 
 PROG = "build_engines"
 

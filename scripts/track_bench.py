@@ -34,8 +34,16 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lia_live import mp_models  # noqa: E402
-from lia_live.tracking import (FULL_SCALE, FULL_SHIFT, CropBox, Detection, FaceDetector, FaceTracker,  # noqa: E402
-                               crop_square, vox_box)
+from lia_live.tracking import (  # noqa: E402
+    FULL_SCALE,
+    FULL_SHIFT,
+    CropBox,
+    Detection,
+    FaceDetector,
+    FaceTracker,
+    crop_square,
+    vox_box,
+)
 
 RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080))
 SIZES = (48, 64, 80, 96, 128, 176, 240)
@@ -279,7 +287,7 @@ def main(argv=None) -> int:
                 tracker.reset()
                 rows[(s, c)] = run_sequence(tracker, shots)
             jit, jit_raw, still_ms = [], [], []
-            for s, shots in stills.items():
+            for shots in stills.values():
                 tracker.reset()
                 _, _, _, ms, boxes, raw = run_sequence(tracker, shots)
                 jit += jitter(boxes)

@@ -111,7 +111,7 @@ class FakeVirtualCamera:
     Keeps the count, the shapes, and the last ``keep`` frames; ``on_frame`` is called with each frame.
     """
 
-    instances: list["FakeVirtualCamera"] = []
+    instances: list[FakeVirtualCamera] = []
     on_frame = None
     keep = 64
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from media import moving_frames, read_video, write_video
+
 from lia_live.model.checkpoint import save_generator
 
 ROOT = Path(__file__).resolve().parent.parent

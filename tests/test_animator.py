@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from reference import max_abs, rel_l2
+
 from lia_live.animator import Animator
 from lia_live.imaging import from_tensor, to_tensor
 

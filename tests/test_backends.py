@@ -8,12 +8,19 @@ import math
 
 import pytest
 import torch
-
 from reference import rel_l2
 
-from lia_live.backends import (available_backends, backend_info, backend_names, create_backend, default_batch_size,
-                               default_precision, parse_backend_options, resolve_backend_name)
-from lia_live.backends import base
+from lia_live.backends import (
+    available_backends,
+    backend_info,
+    backend_names,
+    base,
+    create_backend,
+    default_batch_size,
+    default_precision,
+    parse_backend_options,
+    resolve_backend_name,
+)
 from lia_live.backends.checks import psnr
 from lia_live.bench import seeded_generator
 from lia_live.errors import UserError

@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 import pytest
+from livedata import write_video
 
 from lia_live.capture import CameraCapture, CameraSettings, FileCapture, IterableCapture, open_capture
 from lia_live.errors import UserError
-from livedata import write_video
 
 FAST = CameraSettings(first_frame_timeout=2.0, max_backoff=0.05)
 
@@ -84,7 +84,8 @@ def test_keeps_only_the_newest_frame():
             target = cam.reads + burst
             for _ in range(burst):
                 cam.gate.release()
-            _wait(lambda: cam.reads == target and cap._latest is not None and _value(cap._latest) == cam.k)
+            _wait(lambda target=target: cam.reads == target and cap._latest is not None and
+                  _value(cap._latest) == cam.k)
             f = cap.read(timeout=5.0)
             got.append(f)
             assert f.image.shape == (4, 6, 3) and _value(f) == cam.k  # the newest, not the oldest queued one

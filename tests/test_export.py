@@ -2,12 +2,10 @@
 
 import pytest
 import torch
-
 from reference import rel_l2
 
 from lia_live.backends.export import MotionEncoderGraph, SynthesisGraph, export_onnx, export_program, feature_shapes
 from lia_live.imaging import to_tensor
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from lia_live.frames import (FrameDownloader, FrameUploader, _HostBuffer, check_frame, crop_to_model,
-                             face_to_255, resize_hwc, to_model)
+from lia_live.frames import (
+    FrameDownloader,
+    FrameUploader,
+    _HostBuffer,
+    check_frame,
+    crop_to_model,
+    face_to_255,
+    resize_hwc,
+    to_model,
+)
 from lia_live.imaging import from_tensor, resize, to_tensor
 from lia_live.output import Compositor
 from lia_live.tracking import CropBox, center_box, crop_square

@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from livedata import count_video_frames, make_scene, register_fake_vcam, write_video
 
 from lia_live.capture import CameraCapture, CameraSettings
 from lia_live.cli.live import main
 from lia_live.live import STAGES, LiveConfig, LiveControls, LiveStages, SourceEntry, load_sources, run_live
-from lia_live.motion import MotionController
 from lia_live.model.checkpoint import save_generator
+from lia_live.motion import MotionController
 from lia_live.output import Compositor, letterbox
-from livedata import count_video_frames, make_scene, register_fake_vcam, write_video
 
 N_FRAMES, GAP = 75, (35, 50)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+from livedata import count_video_frames, make_scene, register_fake_vcam, rss_mb, small_frames, write_video
 
 from lia_live.capture import IterableCapture
 from lia_live.fsutil import PARTIAL_MARK
 from lia_live.live import LiveConfig, run_live
 from lia_live.model.checkpoint import save_generator
 from lia_live.tracking import crop_portrait
-from livedata import count_video_frames, make_scene, register_fake_vcam, rss_mb, small_frames, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,8 @@ def test_double_ctrl_c_keeps_no_recording_and_exits_130(tmp_path, astronaut, tin
     assert rc in (130, -signal.SIGINT), err
     assert "Traceback" not in err
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left in (["drive.mp4", "src.png", "tiny.safetensors"], ["drive.mp4", "rec.mp4", "src.png", "tiny.safetensors"])
+    assert left in (["drive.mp4", "src.png", "tiny.safetensors"],
+                    ["drive.mp4", "rec.mp4", "src.png", "tiny.safetensors"])
     if "rec.mp4" in left:
         assert count_video_frames(out) > 0
 

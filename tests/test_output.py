@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from livedata import count_video_frames, register_fake_vcam
 
 from lia_live.errors import UserError
 from lia_live.output import Compositor, FileOutput, VirtualCamera, letterbox, vcam_hint
 from lia_live.output.compose import feather_mask, fit_rect
 from lia_live.output.overlay import draw_lines, side_by_side
 from lia_live.tracking import CropBox, crop_square
-from livedata import count_video_frames, register_fake_vcam
 
 
 def test_letterbox_keeps_aspect():

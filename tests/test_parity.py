@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from reference import max_abs, read_manifest, rel_l2
 
 REL, ABS = 1e-4, 2e-3
@@ -21,7 +20,7 @@ def test_state_dict_matches_official_manifest():
     sd = Generator(256).state_dict()
     manifest = read_manifest()
     assert [k for k, _, _ in manifest] == list(sd.keys())
-    for key, shape, kind in manifest:
+    for key, shape, _kind in manifest:
         assert tuple(sd[key].shape) == shape, key
 
 

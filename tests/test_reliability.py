@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from media import moving_frames, write_video
+
 from lia_live.errors import CheckpointError, UserError
 from lia_live.fsutil import PARTIAL_MARK, atomic_dir, check_output_path
 from lia_live.model.checkpoint import save_generator
@@ -495,6 +495,7 @@ def test_odd_images_are_one_line(tmp_path):
 
 def test_zero_byte_training_frame_names_the_file(tmp_path):
     from test_train_units import write_png_clips
+
     from train.data import find_videos, read_frame
 
     data = write_png_clips(tmp_path / "data", n_clips=1, n_frames=3)

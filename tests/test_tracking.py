@@ -2,11 +2,20 @@
 
 import numpy as np
 import pytest
+from livedata import make_scene
 
 from lia_live.errors import UserError
-from lia_live.tracking import (CropBox, Detection, FaceTracker, OneEuroFilter, crop_portrait,
-                               crop_portrait_with_box, crop_square, find_portrait_box, vox_box)
-from livedata import make_scene
+from lia_live.tracking import (
+    CropBox,
+    Detection,
+    FaceTracker,
+    OneEuroFilter,
+    crop_portrait,
+    crop_portrait_with_box,
+    crop_square,
+    find_portrait_box,
+    vox_box,
+)
 
 
 def test_vox_box_rule():

@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lia_live.model.checkpoint import load_generator  # noqa: E402
 from test_train_units import write_png_clips  # noqa: E402
+
+from lia_live.model.checkpoint import load_generator  # noqa: E402
 from train.checkpoints import newest_checkpoint  # noqa: E402
 from train.config import preset_config  # noqa: E402
 from train.data import find_videos, read_frame, to_tensor  # noqa: E402

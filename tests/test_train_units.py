@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lia_live.errors import UserError  # noqa: E402
+from lia_live.model import GeneratorConfig  # noqa: E402
 from train import config as tconfig  # noqa: E402
 from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint  # noqa: E402
 from train.data import PairDataset, RankBatchSampler, find_videos  # noqa: E402
@@ -51,7 +52,8 @@ def write_png_clips(root: Path, n_clips: int, n_frames: int, size: int = 64, see
 # -- config / CLI -------------------------------------------------------------------------------------
 def test_presets_and_recipe_values():
     vox = tconfig.preset_config("vox")
-    assert (vox.batch_size, vox.iters, vox.size, vox.style_dim, vox.motion_dim) == (64, 800_000, 256, 512, 20)
+    assert (vox.batch_size, vox.iters, vox.generator.size, vox.generator.style_dim, vox.generator.motion_dim) == (
+        64, 800_000, 256, 512, 20)
     assert vox.g_lr == pytest.approx(0.0016) and vox.d_lr == pytest.approx(0.002 * 16 / 17)
     assert vox.g_betas[1] == pytest.approx(0.99199, abs=1e-5) and vox.d_betas[1] == pytest.approx(0.99059, abs=1e-5)
     assert vox.g_betas[0] == vox.d_betas[0] == 0.0
@@ -71,7 +73,16 @@ def test_cli_overrides_and_dry_run(capsys):
     assert (cfg.batch_size, cfg.lr, cfg.flip, cfg.crop, cfg.vgg_scales) == (32, 0.001, False, 224, (1.0, 0.5))
     assert run_main(["--preset", "tiny", "--iters", "7", "--dry-run"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["iters"] == 7 and shown["size"] == 64 and shown["preset"] == "tiny"
+    assert shown["iters"] == 7 and shown["generator"]["size"] == 64 and shown["preset"] == "tiny"
+    cfg, _, _ = tconfig.parse_args(["--preset", "tiny", "--size", "128", "--channel-div", "4"])
+    assert cfg.generator == GeneratorConfig(128, 64, 8, 1, 4)  # the model's own config, nested
+    with pytest.raises(UserError, match="bad model size"):
+        tconfig.parse_args(["--size", "100"])
+    # a config saved before the generator config was nested still loads
+    old = {**{k: v for k, v in cfg.to_dict().items() if k != "generator"}, "size": 128, "style_dim": 64,
+           "motion_dim": 8, "channel_div": 4}
+    assert tconfig.config_from_dict(old) == cfg
+    assert tconfig.config_from_dict(cfg.to_dict()) == cfg
     assert shown["derived"]["g_lr"] == pytest.approx(0.0016)
 
 
@@ -243,7 +254,7 @@ def test_discriminator_architecture_and_contiguous_stddev_groups():
 
 # -- checkpoints ---------------------------------------------------------------------------------------
 def _tiny_parts(tiny_config):
-    from lia_live.model import Generator
+    from lia_live.model import GeneratorConfig, Generator
 
     torch.manual_seed(0)
     gen, dis = Generator.from_config(tiny_config), Discriminator(64, channel_div=8)

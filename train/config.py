@@ -30,12 +30,8 @@ class TrainConfig:
     data: str = ""
     out: str = "runs/lia"
     split: str = "train"
-    # generator / discriminator architecture
-    size: int = 256
-    style_dim: int = 512
-    motion_dim: int = 20
-    channel_multiplier: int = 1
-    channel_div: int = 1
+    # generator (the model's own typed config, stored in every checkpoint) / discriminator architecture
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     d_channel_div: int = 1
     stddev_group: int = 4
     # optimisation
@@ -87,19 +83,12 @@ class TrainConfig:
     def d_betas(self) -> tuple[float, float]:
         return 0.0, 0.99 ** (self.d_reg_every / (self.d_reg_every + 1))
 
-    def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(self.size, self.style_dim, self.motion_dim, self.channel_multiplier, self.channel_div)
-
     def micro_batch(self, world_size: int) -> int:
         """Images per forward pass on one rank: batch_size / (world_size · accum)."""
         return self.batch_size // (world_size * self.accum)
 
     def validate(self, world_size: int = 1) -> None:
         """Raise UserError (one line) for values that cannot train."""
-        try:
-            self.generator_config()
-        except ValueError as e:
-            raise UserError(f"bad model size: {e}") from None
         checks = [
             (self.batch_size >= 1 and self.accum >= 1, "--batch-size and --accum must be >= 1"),
             (self.batch_size % (world_size * self.accum) == 0,
@@ -113,9 +102,9 @@ class TrainConfig:
             (min(self.l1_weight, self.vgg_weight, self.gan_weight) >= 0, "loss weights must be >= 0"),
             (all(0 < s <= 1 for s in self.vgg_scales), "--vgg-scales must lie in (0, 1]"),
             (all(float(1 / s).is_integer() for s in self.vgg_scales), "--vgg-scales must be 1/integer"),
-            (self.vgg_weights == "none" or self.size * min(self.vgg_scales) >= 16,
-             f"--vgg-scales: the smallest scale gives {self.size * min(self.vgg_scales):g} px; VGG19 up to "
-             f"relu5_1 needs >= 16 (drop small scales for --size {self.size})"),
+            (self.vgg_weights == "none" or self.generator.size * min(self.vgg_scales) >= 16,
+             f"--vgg-scales: the smallest scale gives {self.generator.size * min(self.vgg_scales):g} px; VGG19 up to "
+             f"relu5_1 needs >= 16 (drop small scales for --size {self.generator.size})"),
             (self.crop == 0 or 16 <= self.crop, "--crop must be 0 (off) or >= 16 pixels"),
             (0 <= self.jitter <= 0.5, "--jitter must lie in [0, 0.5]"),
             (self.amp in AMP_CHOICES, f"--amp must be one of {AMP_CHOICES}"),
@@ -131,7 +120,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists for tuples), so it is JSON- and ``weights_only``-safe."""
-        d = asdict(self)
+        d = asdict(self)  # the generator config nests as a dict
         d["vgg_scales"] = list(self.vgg_scales)
         return d
 
@@ -159,10 +148,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+GENERATOR_FIELDS = tuple(f.name for f in fields(GeneratorConfig))
+
+
+def apply(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with ``values`` set; generator fields (size, style_dim, …) go into ``cfg.generator``."""
+    gen = {k: v for k, v in values.items() if k in GENERATOR_FIELDS}
+    rest = {k: v for k, v in values.items() if k not in GENERATOR_FIELDS}
+    if "vgg_scales" in rest:
+        rest["vgg_scales"] = tuple(float(x) for x in rest["vgg_scales"])
+    try:
+        generator = dataclasses.replace(cfg.generator, **{k: int(v) for k, v in gen.items()})
+    except ValueError as e:
+        raise UserError(f"bad model size: {e}") from None
+    return dataclasses.replace(cfg, generator=generator, **rest)
+
+
 def preset_config(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return dataclasses.replace(TrainConfig(preset=name), **PRESETS[name])
+    return apply(TrainConfig(preset=name), PRESETS[name])
 
 
 HELP = {
@@ -204,19 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 argument_default=argparse.SUPPRESS)
     base = TrainConfig()
-    for f in fields(TrainConfig):
-        default = getattr(base, f.name)
-        shown = "" if f.name == "data" else f" (vox default: {default})"
-        kw: dict[str, Any] = {"help": HELP.get(f.name, f.name.replace("_", " ")) + shown}
+    options = [(f.name, getattr(base.generator, f.name)) for f in fields(GeneratorConfig)]
+    options += [(f.name, getattr(base, f.name)) for f in fields(TrainConfig) if f.name != "generator"]
+    for name, default in options:
+        shown = "" if name == "data" else f" (vox default: {default})"
+        kw: dict[str, Any] = {"help": HELP.get(name, name.replace("_", " ")) + shown}
         if isinstance(default, bool):
-            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+            p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
-            p.add_argument(_flag(f.name), type=float_range(), nargs="+", **kw)
+            p.add_argument(_flag(name), type=float_range(), nargs="+", **kw)
         elif isinstance(default, float):
-            p.add_argument(_flag(f.name), type=float_range(), **kw)  # finite: nan/inf refused at parse time
+            p.add_argument(_flag(name), type=float_range(), **kw)  # finite: nan/inf refused at parse time
         else:
-            choices = {"preset": list(PRESETS), "amp": list(AMP_CHOICES), "split": ["train", "test"]}.get(f.name)
-            p.add_argument(_flag(f.name), type=type(default), choices=choices, **kw)
+            choices = {"preset": list(PRESETS), "amp": list(AMP_CHOICES), "split": ["train", "test"]}.get(name)
+            p.add_argument(_flag(name), type=type(default), choices=choices, **kw)
     p.add_argument("--dry-run", action="store_true", default=False, help="print the resolved config and exit")
     return p
 
@@ -225,21 +231,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, set[st
     """(config, dry_run, names given on the command line). The preset fills the defaults first."""
     ns = vars(build_parser().parse_args(argv))
     dry_run = ns.pop("dry_run", False)
-    cfg = preset_config(ns.get("preset", "vox"))
-    for k, v in ns.items():
-        if k == "vgg_scales":
-            v = tuple(float(x) for x in v)
-        setattr(cfg, k, v)
+    cfg = apply(preset_config(ns.get("preset", "vox")), ns)
     return cfg, dry_run, set(ns)
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig saved by ``to_dict`` (unknown keys are ignored, missing ones default)."""
-    names = {f.name for f in fields(TrainConfig)}
-    kw = {k: v for k, v in d.items() if k in names}
-    if "vgg_scales" in kw:
-        kw["vgg_scales"] = tuple(float(x) for x in kw["vgg_scales"])
-    return TrainConfig(**kw)
+    names = {f.name for f in fields(TrainConfig)} - {"generator"}
+    flat = {k: v for k, v in d.items() if k in names or k in GENERATOR_FIELDS}  # runs saved before nesting
+    flat.update(d.get("generator") or {})
+    return apply(TrainConfig(), flat)
 
 
 def dumps(cfg: TrainConfig) -> str:

@@ -11,9 +11,9 @@ split and any resume point see exactly the same pairs in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -161,6 +161,7 @@ class PairDataset(torch.utils.data.Dataset):
         if epoch != self._perm_epoch:
             self._perm = np.random.default_rng([self.seed, epoch, 0x1A]).permutation(len(self.videos))
             self._perm_epoch = epoch
+        assert self._perm is not None
         return int(self._perm[pos])
 
     def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lia_live.errors import UserError
-from lia_live.model import Generator, GeneratorConfig
 from lia_live.fsutil import write_atomic
-from lia_live.signals import Stopper
+from lia_live.model import Generator, GeneratorConfig
 from lia_live.model.checkpoint import _strip_prefix, build_generator, read_generator_state
+from lia_live.signals import Stopper
 
 from . import dist
 from .checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint, set_rng_state
@@ -64,10 +64,10 @@ class Trainer:
         self.stop = StopFlag()
         resume_path = self._resume_path()
 
-        gcfg = cfg.generator_config()
+        gcfg = cfg.generator
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.gen = Generator.from_config(gcfg).to(device)
-        self.dis = Discriminator(cfg.size, 1, cfg.d_channel_div, cfg.stddev_group).to(device)
+        self.dis = Discriminator(cfg.generator.size, 1, cfg.d_channel_div, cfg.stddev_group).to(device)
         if cfg.init and resume_path is None:
             self._load_init(cfg.init, gcfg)
         self.g_optim = torch.optim.Adam(self.gen.parameters(), lr=cfg.g_lr, betas=cfg.g_betas)
@@ -81,15 +81,16 @@ class Trainer:
         if self.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             # dec.to_rgb1 exists (official weights) but the forward never uses it, as upstream.
-            self.gen_ddp = nn.parallel.DistributedDataParallel(self.gen, device_ids=ids,
+            self.gen_ddp: Any = nn.parallel.DistributedDataParallel(self.gen, device_ids=ids,
                                                                find_unused_parameters=True)
-            self.dis_ddp = nn.parallel.DistributedDataParallel(self.dis, device_ids=ids, broadcast_buffers=False)
+            self.dis_ddp: Any = nn.parallel.DistributedDataParallel(
+                self.dis, device_ids=ids, broadcast_buffers=False)
         else:
             self.gen_ddp, self.dis_ddp = self.gen, self.dis
 
         self.vgg = self._build_vgg()
         videos = find_videos(cfg.data, cfg.split)
-        self.dataset = PairDataset(videos, cfg.size, cfg.seed, cfg.crop, cfg.flip, cfg.jitter)
+        self.dataset = PairDataset(videos, cfg.generator.size, cfg.seed, cfg.crop, cfg.flip, cfg.jitter)
         self.sampler = RankBatchSampler(cfg.batch_size, self.rank, self.world, cfg.accum, self.start_iter,
                                         cfg.iters)
         self.loader = make_loader(self.dataset, self.sampler, cfg.workers, device.type == "cuda")

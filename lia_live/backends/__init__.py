@@ -1,8 +1,20 @@
 """Inference backends behind one interface; see ``base.py``. Import is cheap: engines load lazily."""
 
-from .base import (Backend, BackendInfo, BackendOption, SourceState, available_backends, backend_info,
-                   backend_names, create_backend, default_batch_size, default_precision, parse_backend_options,
-                   register_backend, resolve_backend_name)
+from .base import (
+    Backend,
+    BackendInfo,
+    BackendOption,
+    SourceState,
+    available_backends,
+    backend_info,
+    backend_names,
+    create_backend,
+    default_batch_size,
+    default_precision,
+    parse_backend_options,
+    register_backend,
+    resolve_backend_name,
+)
 from .cache import engine_dir, user_cache_dir
 
 __all__ = ["Backend", "BackendInfo", "BackendOption", "SourceState", "available_backends", "backend_info",

@@ -73,7 +73,7 @@ def test_card(size: int) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     face = ((xs / 0.62) ** 2 + (ys / 0.8) ** 2 < 1).float()
     eyes = ((((xs.abs() - 0.27) / 0.11) ** 2 + ((ys + 0.2) / 0.06) ** 2) < 1).float()
-    mouth = ((((xs / 0.25) ** 2 + ((ys - 0.38) / 0.06) ** 2) < 1)).float()
+    mouth = (((xs / 0.25) ** 2 + ((ys - 0.38) / 0.06) ** 2) < 1).float()
     skin = torch.stack([0.85 - 0.2 * ys, 0.65 - 0.15 * ys, 0.55 - 0.1 * ys])  # (3, S, S)
     bg = torch.stack([0.2 + 0.3 * xs.abs(), 0.3 + 0.1 * ys, 0.5 + 0 * xs])  # (3, S, S)
     img = bg * (1 - face) + skin * face
@@ -81,4 +81,4 @@ def test_card(size: int) -> torch.Tensor:
     return (img.clamp(0, 1) * 2 - 1).unsqueeze(0)  # (1, 3, S, S)
 
 
-test_card.__test__ = False  # not a pytest test, despite its name
+test_card.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name

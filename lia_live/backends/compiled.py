@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import torch
 
@@ -84,7 +85,7 @@ class CompileBackend(GraphBackend):
         motion, synth = MotionEncoderGraph(gen).eval(), SynthesisGraph(gen).eval()
         if self.channels_last:  # on a copy: the caller's model keeps its memory format
             motion = copy.deepcopy(motion).to(memory_format=torch.channels_last)
-        self.cache_path = None
+        self.cache_path: Path | None = None
         self.cache_loaded = False
         if cache and hasattr(torch.compiler, "save_cache_artifacts"):  # torch >= 2.7; older: inductor's own cache
             self._load_cache(engine_root)
@@ -111,7 +112,10 @@ class CompileBackend(GraphBackend):
             return
         data = artifacts[0]
         try:
-            commit(self.cache_path, self._spec, lambda tmp: tmp.write_bytes(data))
+            def write(tmp: Path) -> None:
+                tmp.write_bytes(data)
+
+            commit(self.cache_path, self._spec, write)
         except OSError as e:  # a read-only cache is no reason to stop: the next launch compiles again
             log(f"compile: could not save the compiled code to {self.cache_path} ({e})")
             return

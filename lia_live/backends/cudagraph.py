@@ -25,7 +25,8 @@ Shapes are static inside a graph: a new batch size captures a new graph (well un
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ Capture = Callable[[Callable[..., torch.Tensor], list[torch.Tensor], object, int
 
 
 def capture_cuda_graph(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], pool,
-                       warmup: int) -> tuple["torch.cuda.CUDAGraph", torch.Tensor]:
+                       warmup: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
     """Warm ``fn(*inputs)`` up on a side stream, then capture one call into a CUDA graph (not run on a GPU yet).
 
     Returns (graph, static output). ``inputs`` must be the static buffers later calls copy into.
@@ -63,6 +64,7 @@ class StaticGraph:
 
     def __init__(self, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor], pool, warmup: int = 3,
                  capture: Capture = capture_cuda_graph):
+        self.graph: Any = None  # torch.cuda.CUDAGraph (or a stand-in in tests)
         self.inputs = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in example]  # static
         for buf, x in zip(self.inputs, example):
             buf.copy_(x)
@@ -102,7 +104,7 @@ class CudaGraphBackend(GraphBackend):
         model = reduced_precision_copy(self.generator, self.dtype)  # ToFlow stays fp32
         self._motion = MotionEncoderGraph(model).eval()
         self._synth = SynthesisGraph(model).eval()
-        self._pool = None
+        self._pool: Any = None
         self.graphs: dict[tuple[str, int], StaticGraph] = {}
 
     def _pool_handle(self):

@@ -107,6 +107,8 @@ def export_onnx(generator: Generator, out_dir: str | os.PathLike, opset: int = D
             prog = torch.onnx.export(graph, inputs, dynamo=True, opset_version=opset,
                                      input_names=in_names, output_names=out_names, external_data=False,
                                      verbose=False, optimize=True)
+        if prog is None:
+            raise RuntimeError(f"torch.onnx.export returned no program for {path.name}")
         with atomic_path(path) as tmp:
             prog.save(str(tmp))
     return paths

@@ -12,7 +12,7 @@ None for any); larger batches are split into chunks of that size and concatenate
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,10 @@ def ensure_onnx(generator: Generator, root: str | os.PathLike | None = None,
     try:
         paths = export_onnx(generator, tmp, opset=opset)
         for g, (dest, _, _) in found.items():
-            commit(dest, specs[g], lambda t, src=paths[g]: shutil.copyfile(src, t))
+            def copy(t: Path, src: Path = paths[g]) -> None:
+                shutil.copyfile(src, t)
+
+            commit(dest, specs[g], copy)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {g: p for g, (p, _, _) in found.items()}
@@ -69,7 +73,7 @@ class OnnxRuntimeBackend(GraphBackend):
         so.inter_op_num_threads = 1
         # Busy-waiting worker threads steal the CPU from capture / face tracking in the live loop.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        providers = ["CPUExecutionProvider"]
+        providers: list[Any] = ["CPUExecutionProvider"]
         if self.device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise UserError("onnxruntime on CUDA needs onnxruntime-gpu (CUDAExecutionProvider not found)")

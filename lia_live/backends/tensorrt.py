@@ -31,6 +31,7 @@ import contextlib
 import importlib.util
 import inspect
 import os
+from typing import Any
 
 import torch
 
@@ -96,7 +97,7 @@ def compile_kwargs(compile_fn, inputs: list[torch.Tensor], dtype: torch.dtype, d
 
 def save_kwargs(save_fn, inputs: list[torch.Tensor]) -> dict:
     params = inspect.signature(save_fn).parameters
-    kw = {"arg_inputs" if "arg_inputs" in params else "inputs": inputs}
+    kw: dict[str, Any] = {"arg_inputs" if "arg_inputs" in params else "inputs": inputs}
     if "output_format" in params:
         kw["output_format"] = "exported_program"
     return kw
@@ -150,7 +151,7 @@ class TensorRTBackend(GraphBackend):
         self.cudagraphs, self.autocast = cudagraphs, autocast
         self._stack = contextlib.ExitStack()
         self.tried: list[str] = []
-        self.fallback = None
+        self.fallback: Any = None  # the Backend used after a failed check
         self._load_or_build(self.precision)
 
     def _load_or_build(self, precision: str) -> None:
@@ -160,8 +161,8 @@ class TensorRTBackend(GraphBackend):
         specs = engine_specs(self.generator, precision, env, autocast)
         graph_dtype = torch.float32 if autocast else dtype
         gen = reduced_precision_copy(self.generator, graph_dtype)  # ToFlow (and grid_sample) stay fp32
-        graphs = {"motion": MotionEncoderGraph(gen).eval(), "synthesis": SynthesisGraph(gen).eval()}
-        mods = {}
+        graphs: dict[str, Any] = {"motion": MotionEncoderGraph(gen).eval(), "synthesis": SynthesisGraph(gen).eval()}
+        mods: dict[str, Any] = {}
         for g in GRAPHS:
             path, ok, why = lookup(self.root, specs[g], ".ep")
             if ok:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import UserError
 from ..log import log as lia_log
@@ -108,7 +108,7 @@ class CameraCapture(Capture):
     def _release(self) -> None:
         try:
             self._cap.release()
-        except Exception as e:  # a broken driver must not stop shutdown
+        except Exception as e:  # noqa: BLE001 - a broken driver must not stop shutdown
             lia_log(f"warning: releasing {self.name} failed: {e}")
 
     def _run(self) -> None:

@@ -10,7 +10,7 @@ import argparse
 import functools
 import math
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import UserError, as_flag
 from ..fsutil import os_error_line

@@ -22,7 +22,8 @@ SUBCOMMANDS = ("backends", "bench")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
-          ("motion", MotionConfig, "tracking and motion"), ("output", OutputConfig, "output"), ("run", RunConfig, "run"))
+          ("motion", MotionConfig, "tracking and motion"), ("output", OutputConfig, "output"),
+          ("run", RunConfig, "run"))
 
 
 def build_parser() -> ArgumentParser:
@@ -65,8 +66,14 @@ def check_inputs(cfg: LiveConfig) -> None:
 
 def list_backends(argv) -> int:
     """``lia-live backends [--device D]``: every registered backend and whether it works here."""
-    from ..backends import (available_backends, backend_info, default_batch_size, default_precision, engine_dir,
-                            resolve_backend_name)
+    from ..backends import (
+        available_backends,
+        backend_info,
+        default_batch_size,
+        default_precision,
+        engine_dir,
+        resolve_backend_name,
+    )
     from ..runtime import resolve_device
 
     p = ArgumentParser(prog="lia-live backends", description="List inference backends and their availability.")

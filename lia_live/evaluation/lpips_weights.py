@@ -19,6 +19,7 @@ import importlib.util
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ def load_numpy_pickle(path: str | os.PathLike) -> object:
 
 
 def _from_jax_ckpt(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    tree = load_numpy_pickle(path)
+    tree: Any = load_numpy_pickle(path)
     try:
         net = tree["AlexNet_0"]
         convs = []

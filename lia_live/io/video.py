@@ -6,15 +6,24 @@ import errno
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-from ..fsutil import (PARTIAL_MARK, check_output_path, normal_mode, os_error_line, remove_partial, replace_dir,
-                      temp_name, write_bytes_checked)
+from ..fsutil import (
+    PARTIAL_MARK,
+    check_output_path,
+    normal_mode,
+    os_error_line,
+    remove_partial,
+    replace_dir,
+    temp_name,
+    write_bytes_checked,
+)
 from ..log import log, plural
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -154,7 +163,7 @@ def _pyav_can_decode(path: Path) -> bool:
 
         with av.open(str(path)) as c:
             return len(c.streams.video) > 0
-    except Exception:  # PyAV raises many error types for foreign files: all mean "not a video"
+    except Exception:  # noqa: BLE001 - PyAV raises many types for foreign files: all mean "not a video"
         return False
 
 
@@ -164,7 +173,7 @@ def probe_audio(path: str | os.PathLike) -> bool:
 
         with av.open(str(path)) as c:
             return len(c.streams.audio) > 0
-    except Exception:  # not a container PyAV can read: no audio to copy
+    except Exception:  # noqa: BLE001 - not a container PyAV can read: no audio to copy
         return False
 
 
@@ -202,8 +211,8 @@ class VideoWriter:
             self.tmp: Path | None = temp_name(self.path)
         except OSError as e:
             raise UserError(f"cannot write {self.path}: {os_error_line(e)}") from None
-        self._container = None
-        self._stream = None
+        self._container: Any = None  # av.container.OutputContainer once the first frame set its size
+        self._stream: Any = None
         self.frames = 0
         self.closed = False
 
@@ -217,7 +226,7 @@ class VideoWriter:
         s.pix_fmt = "yuv420p"
         s.options = {"crf": str(self.crf), "preset": "veryfast"}
         self._stream = s
-        self._audio = None
+        self._audio: Any = None
         if self.audio_from is not None:
             with av.open(str(self.audio_from)) as src:
                 cc = src.streams.audio[0].codec_context
@@ -293,6 +302,7 @@ class VideoWriter:
                     log(f"warning: could not copy audio from {self.audio_from}: {e}")
             self._container.close()
             self._container = None
+            assert self.tmp is not None
             normal_mode(self.tmp)
             os.replace(self.tmp, self.path)
             self.tmp = None
@@ -311,7 +321,7 @@ class VideoWriter:
         if container is not None:
             try:
                 container.close()
-            except Exception:  # already broken (full disk...): we are discarding it anyway
+            except Exception:  # noqa: BLE001 - already broken (full disk...): we discard it anyway
                 pass
         remove_partial(self.tmp)
         self.tmp = None
@@ -350,6 +360,7 @@ class PngDirWriter:
             ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
             if not ok:
                 raise ValueError("PNG encoding failed")
+            assert self.tmp is not None, "PngDirWriter used after close()"
             write_bytes_checked(self.tmp / f"{self.frames:05d}.png", buf.tobytes())
         except (OSError, ValueError) as e:
             self.abort()
@@ -367,6 +378,7 @@ class PngDirWriter:
             self.abort()
             return None
         self.closed = True
+        assert self.tmp is not None
         try:
             normal_mode(self.tmp, directory=True)
             empty = self.path.is_dir() and not any(self.path.iterdir())

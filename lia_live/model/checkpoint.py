@@ -19,8 +19,9 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -120,7 +121,8 @@ def infer_config(sd: Mapping[str, torch.Tensor]) -> GeneratorConfig:
         channel_multiplier = max(1, dec_last // ch_size_official)
         return GeneratorConfig(size, style_dim, motion_dim, channel_multiplier, channel_div)
     except (KeyError, IndexError, ValueError) as e:
-        raise CheckpointError(f"weights do not look like a LIA generator (cannot infer its architecture: {e})") from None
+        raise CheckpointError(f"weights do not look like a LIA generator (cannot infer its architecture: "
+                              f"{e})") from None
 
 
 def build_generator(sd: Mapping[str, torch.Tensor], cfg: GeneratorConfig | None = None,
@@ -158,7 +160,7 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], GeneratorCon
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             sd = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own SafetensorError / OSError types
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError / OSError types
         raise CheckpointError(f"not a readable safetensors file (truncated or another type): {path} "
                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]

@@ -44,7 +44,7 @@ class GeneratorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:

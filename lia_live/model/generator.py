@@ -26,7 +26,7 @@ class Generator(nn.Module):
         self.dec = Synthesis(self.config)
 
     @classmethod
-    def from_config(cls, cfg: GeneratorConfig) -> "Generator":
+    def from_config(cls, cfg: GeneratorConfig) -> Generator:
         return cls(config=cfg)
 
     @property

@@ -12,7 +12,7 @@ Attribute names follow the official LIA code so its state dicts load with ``stri
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
