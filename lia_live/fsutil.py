@@ -84,7 +84,7 @@ def replace_dir(tmp: Path, target: Path, overwrite: bool) -> None:
         os.rename(tmp, target)
         return
     if not overwrite:
-        raise UserError(f"output already exists: {target} (choose another name or pass --overwrite)")
+        raise UserError(f"output already exists: {target} (choose another name or allow «overwrite»)")
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rmdir(old)
     os.rename(target, old)  # the old output stays whole until the new one is in place
@@ -158,7 +158,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
         if kind == "dir" and not p.is_dir():
             raise UserError(f"{what} exists and is not a folder: {p}")
         if not overwrite and not (kind == "dir" and not any(p.iterdir())):
-            raise UserError(f"{what} already exists: {p} (choose another name or pass --overwrite)")
+            raise UserError(f"{what} already exists: {p} (choose another name or allow «overwrite»)")
     parent = p.parent
     existing = _first_existing(parent)
     if not existing.is_dir():

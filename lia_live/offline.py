@@ -208,7 +208,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
             raise ValueError("reference 'landmarks' needs the portrait image")
         source_features = landmark_features(portrait)
         if source_features is None:
-            raise UserError("--reference landmarks: the face mesh finds no face in the source portrait (too small, "
+            raise UserError("«reference» landmarks: the face mesh finds no face in the source portrait (too small, "
                             "e.g. a full-body image, or turned away); use --reference first or auto")
         frames = _with_landmarks(frames, features)
     pipe = Pipeline()

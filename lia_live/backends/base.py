@@ -121,7 +121,7 @@ def parse_backend_options(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--backend-option expects KEY=VALUE, got {item!r}")
+            raise UserError(f"«backend_option» expects KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 

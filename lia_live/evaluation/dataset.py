@@ -52,10 +52,10 @@ def discover_videos(root: str | os.PathLike, split: str = "test") -> tuple[list[
     """(videos, the folder they were found in); UserError with the reason when there are none."""
     root = Path(root)
     if not root.exists():
-        raise UserError(f"--data not found: {root}")
+        raise UserError(f"«data» not found: {root}")
     if root.is_file():
         if root.suffix.lower() not in VIDEO_EXTS:
-            raise UserError(f"--data is a file but not a video ({', '.join(sorted(VIDEO_EXTS))}): {root}")
+            raise UserError(f"«data» is a file but not a video ({', '.join(sorted(VIDEO_EXTS))}): {root}")
         return [VideoEntry(root.stem, root)], root.parent
     split_dir = root / split
     if split_dir.is_dir():
@@ -64,7 +64,7 @@ def discover_videos(root: str | os.PathLike, split: str = "test") -> tuple[list[
         present = [s for s in KNOWN_SPLITS if (root / s).is_dir()]
         if present:
             raise UserError(f"no '{split}' split in {root} (it has: {', '.join(present)}); "
-                            f"choose one with --split")
+                            f"choose one with «split»")
         folder = root
     videos = _scan(folder)
     if not videos and _has_frames(folder):

