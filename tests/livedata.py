@@ -186,3 +186,16 @@ def rss_mb() -> float:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
     raise RuntimeError("cannot read RSS")
+
+
+class Collect:
+    """An output that keeps a copy of every frame it is sent (``run_live(..., extra_outputs=[Collect()])``)."""
+
+    def __init__(self):
+        self.frames = []
+
+    def send(self, rgb):
+        self.frames.append(rgb.copy())
+
+    def close(self):
+        pass

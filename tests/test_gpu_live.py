@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from livedata import Collect
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -32,17 +33,6 @@ def _frames(n=24, w=640, h=480):
         f[y:y + 200, x:x + 200] = face
         out.append(f)
     return out
-
-
-class Collect:
-    def __init__(self):
-        self.frames = []
-
-    def send(self, rgb):
-        self.frames.append(rgb.copy())
-
-    def close(self):
-        pass
 
 
 def _run(tmp_path, generator, device, frame_path, compose, pipeline=True):

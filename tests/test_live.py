@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from livedata import count_video_frames, make_scene, register_fake_vcam, write_video
+from livedata import Collect, count_video_frames, make_scene, register_fake_vcam, write_video
 
 from lia_live.capture import CameraCapture, CameraSettings
 from lia_live.cli.live import main
@@ -296,17 +296,6 @@ def test_dry_run_prints_config(capsys, tmp_path):
     assert e.value.code == 2
     assert main(["--source", str(tmp_path / "missing.png"), "--dry-run"]) == 2
     assert "source image not found" in capsys.readouterr().err
-
-
-class Collect:
-    def __init__(self):
-        self.frames = []
-
-    def send(self, rgb):
-        self.frames.append(rgb.copy())
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize("compose", ["crop", "paste"])

@@ -55,18 +55,22 @@ def test_long_run_keeps_memory_flat(tmp_path, astronaut, tiny_generator):
     assert growth < 15.0
 
 
-@pytest.mark.slow
-def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
-    scene = make_scene(astronaut, n=400, width=320, height=240, gaps=())
-    drive, out, js = tmp_path / "drive.mp4", tmp_path / "rec.mp4", tmp_path / "stats.json"
+def _live_inputs(tmp_path, astronaut, tiny_generator, n):
+    """A 320×240 clip of ``n`` frames, the portrait and a tiny checkpoint on disk."""
+    scene = make_scene(astronaut, n=n, width=320, height=240, gaps=())
+    drive = tmp_path / "drive.mp4"
     write_video((cv2.resize(f, (320, 240)) for f in scene.frames()), drive)
     src = tmp_path / "src.png"
     cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     ckpt = tmp_path / "tiny.safetensors"
     save_generator(tiny_generator, ckpt)
-    cmd = [sys.executable, "-m", "lia_live.cli.live", "--source", str(src), "--driving", str(drive),
-           "--checkpoint", str(ckpt), "--backend", "eager", "--output", str(out), "--no-vcam",
-           "--size", "160x96", "--stats-json", str(js), "--stats-every", "0"]
+    return ["--source", str(src), "--driving", str(drive), "--checkpoint", str(ckpt), "--backend", "eager",
+            "--no-vcam", "--size", "160x96", "--stats-every", "0"]
+
+
+def _signal_run(cmd, signals, gap):
+    """Run lia-live in a child process; once it has taken its reference pose, send ``signals`` ``gap`` s
+    apart; returns (exit code, stderr)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     lines, started = [], threading.Event()
@@ -81,14 +85,23 @@ def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
     t.start()
     try:
         assert started.wait(120), "".join(lines)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
+        for sig in signals:
+            time.sleep(gap)
+            proc.send_signal(sig)
         rc = proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
     t.join(5)
-    err = "".join(lines)
+    return rc, "".join(lines)
+
+
+@pytest.mark.slow
+def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
+    out, js = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "lia_live.cli.live", *_live_inputs(tmp_path, astronaut, tiny_generator, 400),
+           "--output", str(out), "--stats-json", str(js)]
+    rc, err = _signal_run(cmd, [signal.SIGTERM], gap=0.5)
     assert rc == 143, err  # 128 + SIGTERM, after a complete recording
     assert "SIGTERM" in err
     stats = json.loads(js.read_text())
@@ -101,42 +114,13 @@ def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
 def test_double_ctrl_c_keeps_no_recording_and_exits_130(tmp_path, astronaut, tiny_generator):
     """A first Ctrl-C asks for a clean stop; a second one stops at once. Whenever it lands, what is left is a
     complete recording (the clean stop had finished) or none — never a hidden partial file — and exit 130."""
-    scene = make_scene(astronaut, n=600, width=320, height=240, gaps=())
-    drive, out = tmp_path / "drive.mp4", tmp_path / "rec.mp4"
-    write_video((cv2.resize(f, (320, 240)) for f in scene.frames()), drive)
-    src = tmp_path / "src.png"
-    cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
-    ckpt = tmp_path / "tiny.safetensors"
-    save_generator(tiny_generator, ckpt)
+    out = tmp_path / "rec.mp4"
     # a slow output so the second signal lands while the loop still runs (the first only asks to stop)
     cmd = [sys.executable, "-c", "import sys, time; from lia_live.output.file import FileOutput; "
            "send = FileOutput.send; FileOutput.send = lambda s, f: (time.sleep(0.05), send(s, f))[1]; "
            "from lia_live.cli.live import main; sys.exit(main())",
-           "--source", str(src), "--driving", str(drive), "--checkpoint", str(ckpt), "--backend", "eager",
-           "--output", str(out), "--no-vcam", "--size", "160x96", "--stats-every", "0"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    lines, started = [], threading.Event()
-
-    def pump():
-        for line in proc.stderr:
-            lines.append(line)
-            if "reference pose captured" in line:
-                started.set()
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    try:
-        assert started.wait(120), "".join(lines)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    t.join(5)
-    err = "".join(lines)
+           *_live_inputs(tmp_path, astronaut, tiny_generator, 600), "--output", str(out)]
+    rc, err = _signal_run(cmd, [signal.SIGINT, signal.SIGINT], gap=0.2)
     # 130, or killed by the SIGINT itself when the second one lands after the run had ended (shells show 130)
     assert rc in (130, -signal.SIGINT), err
     assert "Traceback" not in err
