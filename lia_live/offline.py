@@ -31,7 +31,6 @@ from .log import log, plural
 from .motion import MotionArgs, nearest_to
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
-from .settings import ModelConfig
 from .signals import Stopper
 
 
@@ -284,8 +283,7 @@ def run_animate(cfg) -> AnimateResult:
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
         with stopper:
-            anim = make_animator(ModelConfig(cfg.checkpoint, cfg.device, cfg.backend, cfg.precision,
-                                             tuple(getattr(cfg, "backend_options", ()))), cfg.motion_power)
+            anim = make_animator(cfg.model, cfg.motion_power)
             batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
             portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)

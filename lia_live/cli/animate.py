@@ -9,21 +9,20 @@ from pathlib import Path
 from ..errors import UserError
 from ..fsutil import check_output_path
 from ..log import log, plural
+from ..settings import ModelConfig
 from .common import ArgumentParser, float_range, int_range, user_errors
+from .configargs import add_model_args, model_config
 
 
 @dataclass(frozen=True)
 class AnimateConfig:
     source: Path
     driving: Path | None
-    checkpoint: Path | None
     output: Path
+    model: ModelConfig = ModelConfig()
     mode: str = "relative"
     crop: str = "none"
     source_crop: str = "none"
-    device: str = "auto"
-    backend: str = "auto"
-    precision: str | None = None
     fps: float | None = None
     max_frames: int | None = None
     motion_power: float = 1.0
@@ -36,15 +35,12 @@ class AnimateConfig:
     reference: str = "first"
     motion: Path | None = None
     record_motion: Path | None = None
-    backend_options: tuple[str, ...] = ()
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="lia-animate", description=__doc__.split(":", 1)[1].strip())
     p.add_argument("--source", required=True, type=Path, help="source portrait image")
     p.add_argument("--driving", type=Path, help="driving video file or folder of frames (sorted by name)")
-    p.add_argument("--checkpoint", type=Path, help="LIA checkpoint (.pt official/lia-live, or .safetensors); "
-                   "default: checkpoints/vox.pt, then $LIA_CHECKPOINT, then the bundled demo model")
     p.add_argument("--output", required=True, type=Path,
                    help="OUT.mp4 (H.264 at the driving fps, with its audio) or a folder for PNG frames")
     p.add_argument("--mode", choices=("relative", "absolute"), default="relative",
@@ -54,12 +50,6 @@ def build_parser() -> ArgumentParser:
                    help="driving frames: 'none' resizes whole frames (official); 'auto' tracks and crops the face")
     p.add_argument("--source-crop", choices=("auto", "none"), default="none",
                    help="source portrait: 'auto' crops the face like the training data")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--backend", default="auto",
-                   help="inference backend: auto (fastest available), eager, compile, onnxruntime, tensorrt "
-                        "(see 'lia-live backends')")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                   help="default: the backend's own (fp16 for tensorrt, fp32 otherwise)")
     p.add_argument("--fps", type=float_range(0, 1000, lo_open=True),
                    help="fps of a frame folder / override the output fps")
     p.add_argument("--max-frames", type=int_range(1), help="stop after this many driving frames")
@@ -79,10 +69,9 @@ def build_parser() -> ArgumentParser:
                    help="also record the per-frame motion as a template (no face pixels; see docs/live.md)")
     p.add_argument("--batch-size", type=int_range(1, 1024), metavar="N",
                    help="frames per model step (default: 8 on CUDA, 1 on CPU)")
-    p.add_argument("--backend-option", dest="backend_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend option (repeatable), e.g. mode=max-autotune for the compile backend")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (or --record-motion file)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_model_args(p)
     return p
 
 
@@ -94,13 +83,11 @@ def parse_config(argv=None) -> AnimateConfig:
         if a.driving is None:
             raise UserError("--record-motion records the motion of a --driving video")
         check_output_path(a.record_motion, a.overwrite, "motion recording")
-    return AnimateConfig(source=a.source, driving=a.driving, checkpoint=a.checkpoint, output=a.output,
-                         mode=a.mode, crop=a.crop, source_crop=a.source_crop, device=a.device,
-                         backend=a.backend, precision=a.precision, fps=a.fps, max_frames=a.max_frames,
+    return AnimateConfig(source=a.source, driving=a.driving, output=a.output, model=model_config(a),
+                         mode=a.mode, crop=a.crop, source_crop=a.source_crop, fps=a.fps, max_frames=a.max_frames,
                          motion_power=a.motion_power, manipulate=a.manipulate, range=tuple(a.range),
                          steps=a.steps, overwrite=a.overwrite, progress=a.progress, batch_size=a.batch_size,
-                         reference=a.reference, motion=a.motion, record_motion=a.record_motion,
-                         backend_options=tuple(a.backend_options))
+                         reference=a.reference, motion=a.motion, record_motion=a.record_motion)
 
 
 @user_errors("lia-animate")

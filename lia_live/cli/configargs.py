@@ -63,7 +63,7 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, dest_prefix: str,
-                    skip: tuple[str, ...] = ()) -> None:
+                    skip: tuple[str, ...] = (), helps: dict[str, str] | None = None) -> None:
     """One option per CLI field of dataclass ``cls``; values land in ``<dest_prefix>.<field>``."""
     hints = _field_types(cls)
     for f in dataclasses.fields(cls):
@@ -71,7 +71,8 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         if not meta or not meta.get("cli", True) or f.name in skip:
             continue
         dest = f"{dest_prefix}.{f.name}"
-        kw: dict[str, Any] = {"dest": dest, "help": meta.get("help", ""), "default": argparse.SUPPRESS}
+        kw: dict[str, Any] = {"dest": dest, "help": (helps or {}).get(f.name, meta.get("help", "")),
+                              "default": argparse.SUPPRESS}
         kw["metavar"] = meta.get("metavar") or f.name.upper()
         tp = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -112,3 +113,21 @@ def config_from_args(cls: type, ns: argparse.Namespace, dest_prefix: str, **fixe
         if f.metadata.get("repeat") and f.name in values:
             values[f.name] = tuple(values[f.name])
     return cls(**{**values, **fixed})
+
+
+def add_model_args(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None,
+                   helps: dict[str, str] | None = None) -> None:
+    """The model options every tool shares (``--checkpoint --device --backend --precision --backend-option``),
+    declared once on :class:`lia_live.settings.ModelConfig`; ``only`` keeps a subset."""
+    from ..settings import ModelConfig
+
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    skip = tuple(names - set(only)) if only is not None else ()
+    add_config_args(parser.add_argument_group("model"), ModelConfig, "model", skip=skip, helps=helps)
+
+
+def model_config(ns: argparse.Namespace):
+    """The :class:`~lia_live.settings.ModelConfig` parsed by :func:`add_model_args`."""
+    from ..settings import ModelConfig
+
+    return config_from_args(ModelConfig, ns, "model")

