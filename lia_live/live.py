@@ -468,7 +468,6 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
     output is always finalised.
     """
     from .capture import CameraSettings, open_capture
-    from .output import Compositor
 
     check_outputs(cfg)
     anim = animator or _make_animator(cfg)
@@ -501,21 +500,8 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
             resources.append(window)
         if not outputs and window is None:
             raise UserError("no output left: give an «output» file, a «preview» window, or set up a virtual camera")
-        controller = MotionController(anim.basis.shape[1], mode=cfg.motion.mode, power=cfg.motion.motion_power,
-                                      ease_seconds=cfg.motion.ease, reference=cfg.motion.reference,
-                                      window_seconds=cfg.motion.reference_window)
-        if cfg.motion.offsets is not None and Path(cfg.motion.offsets).exists():
-            from .templates import load_offsets
-
-            controller.set_offsets(load_offsets(cfg.motion.offsets, anim))
-        if cfg.run.record_motion is not None:
-            from .templates import MotionRecorder
-
-            recorder = MotionRecorder(anim, fps=out_fps)
-        controls = LiveControls(controller, len(sources))
-        ow, oh = cfg.output.size
-        stages = LiveStages(anim, sources, lambda: Compositor(ow, oh, cfg.output.compose), controls, tracker,
-                            StageTimer(), recorder, frames=frame_path(cfg.run.frame_path, anim.device))
+        stages = build_stages(cfg, anim, sources, tracker, out_fps)
+        recorder = stages.recorder
         log(f"frame path: {stages.frames.name} ({'pipelined' if cfg.run.pipeline else 'serial'} stages)")
         if window is not None:
             log(HOTKEY_HELP)
@@ -537,6 +523,28 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
     stats = _finish_run(cfg, stages, recorder)
     stats["exit_code"] = stopper.exit_code or 0
     return stats
+
+
+def build_stages(cfg: LiveConfig, anim: Animator, sources: list[SourceEntry], tracker, out_fps: float) -> LiveStages:
+    """The session's stages with their motion controller (offsets loaded), controls and motion recorder."""
+    from .output import Compositor
+
+    m = cfg.motion
+    controller = MotionController(anim.basis.shape[1], mode=m.mode, power=m.motion_power, ease_seconds=m.ease,
+                                  reference=m.reference, window_seconds=m.reference_window)
+    if m.offsets is not None and Path(m.offsets).exists():
+        from .templates import load_offsets
+
+        controller.set_offsets(load_offsets(m.offsets, anim))
+    recorder = None
+    if cfg.run.record_motion is not None:
+        from .templates import MotionRecorder
+
+        recorder = MotionRecorder(anim, fps=out_fps)
+    ow, oh = cfg.output.size
+    return LiveStages(anim, sources, lambda: Compositor(ow, oh, cfg.output.compose),
+                      LiveControls(controller, len(sources)), tracker, StageTimer(), recorder,
+                      frames=frame_path(cfg.run.frame_path, anim.device))
 
 
 def _finish_run(cfg: LiveConfig, stages: LiveStages, recorder) -> dict:
