@@ -110,7 +110,7 @@ def main() -> int:
         return code
     label = model_label(ckpt)
     frames = write_side_by_side(drive, anim_out, side, label)
-    print(f"\nmake demo: model {ckpt} ({label})")
+    print(f"\nmake demo: model {ckpt}: {label}")
     print(f"  {src}  the source portrait (NASA, public domain)")
     print(f"  {drive}  the driving 'webcam' clip: the astronaut's head moving, turning and scaling")
     print(f"  {live_out}  lia-live in file mode: webcam → face crop → LIA → composed output, as a live session")
