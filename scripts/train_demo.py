@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="training run folder (default: runs/demo[-v2])")
     p.add_argument("--init", type=Path, default=ASSET,
                    help="v2 starts from this generator (the shipped v2 started from the v1 file of commit e97dfe4)")
-    p.add_argument("--minutes", type=float, default=85.0, help="training wall time")
+    p.add_argument("--minutes", type=float, default=100.0, help="training wall time")
     p.add_argument("--asset", type=Path, default=ASSET, help="where to write the generator")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --asset")
     p.add_argument("--export-only", action="store_true", help="skip training; export the newest checkpoint")
