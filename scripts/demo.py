@@ -2,13 +2,15 @@
 """``make demo``: the main job on a fresh machine, with no download and no camera.
 
 1. Makes the demo inputs: NASA's public-domain astronaut portrait (shipped with scikit-image) as the source,
-   and a 640×480 "webcam" clip in which that portrait moves, turns and scales (the driving video).
+   and a 640×480 "webcam" clip in which that portrait's head moves, turns and scales (the driving video;
+   ``scripts/make_demo_data.py`` draws it).
 2. Runs ``lia-live`` in file mode (webcam → face crop → LIA → compose) on them, writing
    ``demo_out/lia-live.mp4``, and ``lia-animate`` (the offline job), writing ``demo_out/lia-animate.mp4``.
+3. Writes ``demo_out/side-by-side.mp4``: the driving clip | the animated portrait, with the model named on it.
 
 The checkpoint is ./checkpoints/vox.pt (or $LIA_CHECKPOINT) when present — the authors' weights — and
-otherwise the small pipeline-demo model bundled in the package (trained here on synthetic clips; it shows the
-pipeline, not LIA's quality). With neither, it stops with one line saying where to put a checkpoint.
+otherwise the small pipeline-demo model bundled in the package (trained here on synthetic clips of the same
+portrait; see docs/training.md). With neither, it stops with one line saying where to put a checkpoint.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo_out"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+SIDE_HEIGHT = 480
 
 
 def make_inputs(n_frames: int = 90, fps: int = 15) -> tuple[Path, Path]:
     """astronaut.png and a moving-portrait driving clip, generated (not downloaded)."""
     import cv2
     import numpy as np
+    from make_demo_data import write_clip_video
     from skimage import data
 
     OUT.mkdir(exist_ok=True)
@@ -33,24 +39,47 @@ def make_inputs(n_frames: int = 90, fps: int = 15) -> tuple[Path, Path]:
     src = OUT / "astronaut.png"
     cv2.imwrite(str(src), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
     drive = OUT / "driving_640x480.mp4"
-    if drive.exists():
-        return src, drive
-    from lia_live.io import VideoWriter
-
-    # the head region (the face box is about 95 px in the 512² portrait) scaled so the face is ~130 px,
-    # a webcam-like size in a 640×480 frame
-    face = cv2.resize(portrait[:300, 80:380], (400, 400), interpolation=cv2.INTER_CUBIC)
-    bg = np.full((480, 640, 3), (70, 90, 110), np.uint8)
-    with VideoWriter(drive, fps) as w:
-        for i in range(n_frames):
-            t = i / n_frames * 2 * np.pi
-            cx, cy = 320 + 70 * np.sin(t), 250 + 20 * np.sin(2 * t)
-            angle, scale = 10 * np.sin(1.5 * t), 1.0 + 0.1 * np.cos(t)
-            m = cv2.getRotationMatrix2D((200, 200), angle, scale)
-            m[:, 2] += (cx - 200, cy - 200)
-            frame = cv2.warpAffine(face, m, (640, 480), dst=bg.copy(), borderMode=cv2.BORDER_TRANSPARENT)
-            w.write(frame)
+    if not drive.exists():
+        # the head (face ~126 px wide) on a flat backdrop, moving along a fixed path: a webcam-like clip
+        write_clip_video(drive, "demo", n_frames, fps)
     return src, drive
+
+
+def model_label(ckpt: Path) -> str:
+    """What the side-by-side video calls the model."""
+    from lia_live.runtime import demo_checkpoint
+
+    demo = demo_checkpoint()
+    if demo is not None and ckpt.resolve() == demo.resolve():
+        return "bundled demo model (trained on this portrait only)"
+    return f"checkpoint {ckpt.name}"
+
+
+def write_side_by_side(drive: Path, animated: Path, out: Path, label: str, fps: float = 15.0) -> int:
+    """driving | animated, each scaled to 480 px high, captioned; returns the frame count."""
+    import cv2
+    import numpy as np
+
+    from lia_live.io import VideoWriter, open_frames
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        return cv2.resize(img, (round(w * SIDE_HEIGHT / h) // 2 * 2, SIDE_HEIGHT), interpolation=cv2.INTER_CUBIC)
+
+    def caption(img: np.ndarray, text: str) -> np.ndarray:
+        img = img.copy()
+        cv2.rectangle(img, (0, 0), (img.shape[1], 30), (0, 0, 0), -1)
+        cv2.putText(img, text, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    n = 0
+    with VideoWriter(out, fps, overwrite=True) as w:
+        for d, a in zip(open_frames(drive), open_frames(animated)):
+            left = caption(fit(d), "driving: webcam clip")
+            right = caption(fit(a), label)
+            w.write(np.concatenate([left, np.zeros((SIDE_HEIGHT, 8, 3), np.uint8), right], axis=1))  # RGB
+            n += 1
+    return n
 
 
 def run(cmd: list[str]) -> int:
@@ -59,8 +88,8 @@ def run(cmd: list[str]) -> int:
 
 
 def main() -> int:
-    from lia_live.runtime import resolve_checkpoint
-    from lia_live.errors import UserError
+    from lia_live.errors import UserError, render_flags
+    from lia_live.runtime import CHECKPOINT_HELP, demo_checkpoint, resolve_checkpoint
 
     try:
         ckpt = resolve_checkpoint(None)
@@ -69,16 +98,31 @@ def main() -> int:
         return 2
     src, drive = make_inputs()
     bin_dir = Path(sys.executable).parent
-    live_out, anim_out = OUT / "lia-live.mp4", OUT / "lia-animate.mp4"
+    live_out, anim_out, side = OUT / "lia-live.mp4", OUT / "lia-animate.mp4", OUT / "side-by-side.mp4"
     code = run([str(bin_dir / "lia-live"), "--source", str(src), "--driving", str(drive), "--checkpoint", str(ckpt),
                 "--output", str(live_out), "--no-vcam", "--overwrite", "--stats-json", str(OUT / "stats.json")])
     if code:
         return code
     code = run([str(bin_dir / "lia-animate"), "--source", str(src), "--driving", str(drive), "--crop", "auto",
                 "--source-crop", "auto", "--checkpoint", str(ckpt), "--output", str(anim_out), "--overwrite"])
-    if code == 0:
-        print(f"\ndemo outputs: {live_out} (live pipeline, file mode) and {anim_out} (offline job)")
-    return code
+    if code:
+        return code
+    label = model_label(ckpt)
+    frames = write_side_by_side(drive, anim_out, side, label)
+    print(f"\nmake demo: model {ckpt}: {label}")
+    print(f"  {src}  the source portrait (NASA, public domain)")
+    print(f"  {drive}  the driving 'webcam' clip: the astronaut's head moving, turning and scaling")
+    print(f"  {live_out}  lia-live in file mode: webcam → face crop → LIA → composed output, as a live session")
+    print(f"  {anim_out}  lia-animate, the offline job: the animated portrait crop, one frame per driving frame")
+    print(f"  {side}  side by side ({frames} frames): driving clip | animated portrait, model named on it")
+    print(f"  {OUT / 'stats.json'}  lia-live's timing statistics")
+    demo = demo_checkpoint()
+    if demo is not None and ckpt.resolve() == demo.resolve():
+        print("\nThis ran the small bundled demo model. It was trained only on this public-domain portrait, so it "
+              "shows the pipeline working, not LIA's quality: other faces come out blurred and wrong. "
+              f"The official checkpoints give the real quality. {render_flags(CHECKPOINT_HELP)} Then run `make demo` "
+              "again.")
+    return 0
 
 
 if __name__ == "__main__":

