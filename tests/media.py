@@ -16,11 +16,13 @@ def moving_frames(image: np.ndarray, n: int, size: int = 96, step: int = 3) -> l
     return [np.ascontiguousarray(base[i * step: i * step + size, i * step: i * step + size]) for i in range(n)]
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, audio_seconds: float | None = None) -> Path:
-    """H.264 mp4 of ``frames``; with ``audio_seconds``, a 440 Hz AAC track as well."""
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, audio_seconds: float | None = None,
+                faststart: bool = False) -> Path:
+    """H.264 mp4 of ``frames``; with ``audio_seconds``, a 440 Hz AAC track as well; ``faststart`` puts the index
+    (moov) before the data, as web downloads have it (a cut file still opens)."""
     import av
 
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as c:
         v = c.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         a = c.add_stream("aac", rate=16000) if audio_seconds else None

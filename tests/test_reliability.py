@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from livedata import count_video_frames
 from media import moving_frames, write_video
 
 from lia_live.errors import CheckpointError, UserError
@@ -114,15 +115,6 @@ def leftovers(folder: Path) -> list[str]:
 def noise(n: int, size: int = 128, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def run_cli(module: str, *args, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -269,7 +261,7 @@ def test_sigterm_gives_a_shorter_playable_mp4_and_exit_143(inputs):
     err = "".join(chunks)
     assert rc == 143, err
     assert "SIGTERM" in err and "stopped early" in err and "Traceback" not in err
-    n = count_frames(out)
+    n = count_video_frames(out)
     assert 2 <= n < 400, err
     assert f"wrote {n} frames" in err
     assert leftovers(inputs["tmp"]) == []
@@ -505,23 +497,6 @@ def test_zero_byte_training_frame_names_the_file(tmp_path):
         read_frame(video, 1)
 
 
-def _faststart_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """H.264 mp4 with its index (moov) before the data, as web downloads are: a cut file still opens."""
-    import av
-
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in v.encode(vf):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-    return path
-
-
 def test_broken_training_frames_are_one_line(tmp_path):
     from test_train_units import write_png_clips
 
@@ -546,7 +521,7 @@ def test_dataloader_wrapped_user_errors_come_out_as_their_own_line():
 def test_truncated_video_is_reported(tmp_path, astronaut, capsys, inputs):
     from lia_live.io import open_frames
 
-    full = _faststart_video(tmp_path / "full.mp4", moving_frames(astronaut, 60, size=64, step=1))
+    full = write_video(tmp_path / "full.mp4", moving_frames(astronaut, 60, size=64, step=1), faststart=True)
     data = full.read_bytes()
     assert data.find(b"moov") < data.find(b"mdat")
     cut = tmp_path / "cut.mp4"

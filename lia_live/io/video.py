@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -240,7 +241,7 @@ class VideoWriter:
 
         if self.closed:
             raise UserError(f"writing {self.path} after it was closed")
-        try:
+        with self._or_abort():
             if self._container is None:
                 self._open(rgb.shape[1], rgb.shape[0])
             s = self._stream
@@ -250,13 +251,19 @@ class VideoWriter:
             frame.pts = self.frames
             for packet in s.encode(frame):
                 self._container.mux(packet)
+        self.frames += 1
+
+    @contextlib.contextmanager
+    def _or_abort(self) -> Iterator[None]:
+        """Any failure inside removes the temp file; write errors become one UserError line."""
+        try:
+            yield
         except _write_errors() as e:
             self.abort()
             raise _write_failed(self.path, e) from None
         except BaseException:
             self.abort()
             raise
-        self.frames += 1
 
     def _copy_audio(self) -> None:
         """Re-encode the audio of ``audio_from`` (up to the video's duration) into the output's AAC stream."""
@@ -290,7 +297,7 @@ class VideoWriter:
             self.abort()
             return None
         self.closed = True
-        try:
+        with self._or_abort():
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             if self._audio is not None:
@@ -306,12 +313,6 @@ class VideoWriter:
             normal_mode(self.tmp)
             os.replace(self.tmp, self.path)
             self.tmp = None
-        except _write_errors() as e:
-            self.abort()
-            raise _write_failed(self.path, e) from None
-        except BaseException:
-            self.abort()
-            raise
         return self.path
 
     def abort(self) -> None:
