@@ -405,7 +405,7 @@ class EncodingOutput:
         self.sink = BackgroundSink(output.send, "encode", capacity=4)
 
     def send(self, rgb: np.ndarray) -> None:
-        self.sink.put(rgb.copy())  # the frame may be a reused buffer
+        self.sink.put(rgb)  # output frames are fresh arrays, never written to after they are sent
 
     def close(self) -> None:
         try:
