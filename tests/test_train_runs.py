@@ -222,3 +222,19 @@ def test_optional_r1_penalty_runs_on_its_schedule(tmp_path):
     # as StyleGAN2: regularise when the 0-based step index is a multiple of d_reg_every (steps 0 and 2)
     assert rows[1]["r1"] > 0 and rows[2]["r1"] == 0.0 and rows[3]["r1"] > 0
     assert all(np.isfinite(rows[i]["d_loss"]) for i in (1, 2, 3))
+
+
+def test_resume_with_a_new_lr_uses_it_and_keeps_the_adam_moments(tmp_path, capsys):
+    """A final phase at a lower lr: the resumed optimiser takes the run's --lr (not the saved one)."""
+    torch.set_num_threads(1)
+    data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=4, seed=3)
+    out = tmp_path / "run"
+    Trainer(tiny(data, out, iters=2, batch_size=2, save_every=1000), CPU).run()
+    saved = torch.load(newest_checkpoint(out / "checkpoints"), weights_only=True)["g_optim"]
+    resumed = Trainer(tiny(data, out, iters=3, batch_size=2, save_every=1000, resume="auto", lr=0.0005), CPU)
+    assert "G lr 0.0016 → 0.0004" in capsys.readouterr().out
+    assert resumed.cfg.g_lr == pytest.approx(0.0004)
+    for optim, lr in ((resumed.g_optim, resumed.cfg.g_lr), (resumed.d_optim, resumed.cfg.d_lr)):
+        assert [g["lr"] for g in optim.param_groups] == [lr] * len(optim.param_groups)
+    moments = resumed.g_optim.state_dict()["state"]
+    assert all(torch.equal(moments[k]["exp_avg"], saved["state"][k]["exp_avg"]) for k in saved["state"])

@@ -145,10 +145,24 @@ class Trainer:
             self.d_optim.load_state_dict(ckpt["d_optim"])
         except (RuntimeError, ValueError) as e:
             raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        self._apply_optim_settings()
         if self.rank == 0 and isinstance(ckpt.get("rng"), dict):
             set_rng_state(ckpt["rng"])
         self.start_iter = int(ckpt["iter"])
         dist.print0(f"train: resumed from {path} at iteration {self.start_iter}")
+
+    def _apply_optim_settings(self) -> None:
+        """The configured lr and betas win over the ones saved in the optimiser state (a resumed run may lower
+        ``--lr`` for a final phase); the moment estimates are kept. A change is printed."""
+        cfg = self.cfg
+        for name, optim, lr, betas in (("G", self.g_optim, cfg.g_lr, cfg.g_betas),
+                                       ("D", self.d_optim, cfg.d_lr, cfg.d_betas)):
+            old = optim.param_groups[0]
+            if (old["lr"], tuple(old["betas"])) != (lr, tuple(betas)):
+                dist.print0(f"train: {name} lr {old['lr']:.6g} → {lr:.6g}, betas {tuple(old['betas'])} → "
+                            f"{tuple(betas)} (from this run's options)")
+            for group in optim.param_groups:
+                group["lr"], group["betas"] = lr, tuple(betas)
 
     def _build_vgg(self) -> VGGPyramidLoss | None:
         cfg = self.cfg
