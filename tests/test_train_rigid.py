@@ -17,7 +17,7 @@ from test_train_units import write_png_clips  # noqa: E402
 
 from lia_live.model import Generator, GeneratorConfig  # noqa: E402
 from train.config import preset_config  # noqa: E402
-from train.rigid import FlowProbe, flow_loss, random_similarity, target_grid, warp  # noqa: E402
+from train.rigid import FlowProbe, flow_loss, mask_loss, random_similarity, target_grid, warp  # noqa: E402
 from train.trainer import Trainer  # noqa: E402
 
 
@@ -57,6 +57,11 @@ def test_probe_reads_every_level_and_the_loss_is_zero_only_on_the_true_flow():
     assert flow_loss(true, theta).item() == pytest.approx(0.0, abs=1e-7)
     off = [f + torch.tensor([0.01, -0.03]) for f in true]
     assert flow_loss(off, theta).item() == pytest.approx(4 * 0.02, rel=1e-4)  # 4 levels × mean(|0.01|, |0.03|)
+    assert [m.shape for m in probe.masks] == [(2, 1, s, s) for s in (8, 16, 32, 64)]
+    assert all(0 < m.min() and m.max() < 1 for m in probe.masks)
+    masks = [torch.full((2, 1, s, s), 0.1) for s in (8, 16, 32, 64)]
+    masks[-1][1] = 0.5  # the last sample at the finest level
+    assert mask_loss(masks, 1).item() == pytest.approx((0.5 + 0.9) / 2)  # the two finest levels only
     probe.close()
     probe.clear()
     with torch.no_grad():
@@ -70,6 +75,7 @@ def test_trainer_replaces_the_last_pairs_and_learns_the_flow(tmp_path):
     cfg = preset_config("tiny")
     cfg.data, cfg.out, cfg.progress = str(data), str(tmp_path / "run"), False
     cfg.iters, cfg.batch_size, cfg.rigid_pairs, cfg.flow_weight, cfg.log_every = 30, 2, 1, 10.0, 1
+    cfg.mask_weight = 10.0
     trainer = Trainer(cfg, torch.device("cpu"))
     src, drv = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     new, theta = trainer._rigid_pairs(src, drv, iteration=7, micro=0)
@@ -81,6 +87,8 @@ def test_trainer_replaces_the_last_pairs_and_learns_the_flow(tmp_path):
     flows = [r["flow"] for r in rows]
     assert len(flows) == 30 and all(math.isfinite(f) and f > 0 for f in flows)
     assert sum(flows[-5:]) / 5 < 0.7 * sum(flows[:5]) / 5, flows  # the flow term is trained
+    masks = [r["mask"] for r in rows]
+    assert sum(masks[-5:]) / 5 < 0.8 * sum(masks[:5]) / 5, masks  # and the fine masks open
 
 
 def test_the_official_recipe_has_no_flow_term(tmp_path):
@@ -95,4 +103,4 @@ def test_the_official_recipe_has_no_flow_term(tmp_path):
     assert trainer.flow_probe is None
     trainer.run()
     rows = [json.loads(line) for line in (tmp_path / "r" / "losses.jsonl").read_text().splitlines()]
-    assert [r["flow"] for r in rows] == [0.0, 0.0]
+    assert [(r["flow"], r["mask"]) for r in rows] == [(0.0, 0.0)] * 2

@@ -51,6 +51,7 @@ class TrainConfig:
     # auxiliary, not in the official recipe (train.rigid): rigid pairs with a known flow
     rigid_pairs: int = 0
     flow_weight: float = 0.0
+    mask_weight: float = 0.0
     # augmentation (same random parameters for source and driving)
     crop: int = 0
     flip: bool = False
@@ -108,7 +109,8 @@ class TrainConfig:
             (self.vgg_weights == "none" or self.generator.size * min(self.vgg_scales) >= 16,
              f"--vgg-scales: the smallest scale gives {self.generator.size * min(self.vgg_scales):g} px; VGG19 up to "
              f"relu5_1 needs >= 16 (drop small scales for --size {self.generator.size})"),
-            (self.rigid_pairs >= 0 and self.flow_weight >= 0, "--rigid-pairs and --flow-weight must be >= 0"),
+            (min(self.rigid_pairs, self.flow_weight, self.mask_weight) >= 0,
+             "--rigid-pairs, --flow-weight and --mask-weight must be >= 0"),
             (self.rigid_pairs <= self.micro_batch(world_size),
              f"--rigid-pairs {self.rigid_pairs} exceeds the pairs of one forward pass "
              f"({self.micro_batch(world_size)})"),
@@ -196,6 +198,7 @@ HELP = {
     "rigid_pairs": "replace the last K driving frames of every forward pass by random similarity moves of their "
                    "sources (known flow; see train/rigid.py); 0 = off, as the official recipe",
     "flow_weight": "weight of the flow loss on the rigid pairs (Σ over ToFlow levels of mean |flow − true flow|)",
+    "mask_weight": "weight of mean(1 − mask) of the two finest ToFlow levels on the rigid pairs (prefer warping)",
     "crop": "random square crop (pixels, before resizing to --size); 0 = off",
     "jitter": "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
     "workers": "DataLoader worker processes per rank",

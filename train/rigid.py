@@ -5,6 +5,8 @@ micro-batch drive the generator with a random similarity transform of their own 
 ±15°, scale ×0.85–1.15, shift ±10 % of the frame; border padding), so the right backward flow is known at
 every resolution: ``affine_grid(θ)``. ``--flow-weight W`` adds ``W · Σ_levels mean |flow − affine_grid(θ)|``
 over those pairs to the generator loss (normalised [-1, 1] coordinates, the space ``grid_sample`` reads).
+``--mask-weight M`` adds ``M · mean(1 − mask)`` of the two finest ToFlow levels over the same pairs: everything
+a rigid move shows is in the source, so there the output may come from the warped features alone.
 
 Why: a model trained on one identity can learn to *generate* the face from its weights instead of warping
 the source's features (its masks close over the face at the fine levels and the flow there is never
@@ -54,15 +56,17 @@ class FlowProbe:
 
     def __init__(self, module: nn.Module):
         self.flows: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
         self._handles = [m.register_forward_hook(self._record) for m in module.modules() if isinstance(m, ToFlow)]
 
     def _record(self, layer: nn.Module, _inputs, outputs) -> None:
         logits = outputs[2]  # (B, 3, H, W): flow offsets (2) and mask (1), before tanh / sigmoid
         grid = layer.get_buffer("grid")  # (1, H, W, 2) identity grid
         self.flows.append(torch.tanh(logits[:, 0:2].float()).permute(0, 2, 3, 1) + grid.float())  # (B, H, W, 2)
+        self.masks.append(torch.sigmoid(logits[:, 2:3].float()))  # (B, 1, H, W)
 
     def clear(self) -> None:
-        self.flows = []
+        self.flows, self.masks = [], []
 
     def close(self) -> None:
         for h in self._handles:
@@ -77,3 +81,9 @@ def flow_loss(flows: list[torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
     for flow in flows:
         total = total + (flow[-k:] - target_grid(theta.to(flow.device), flow.shape[1])).abs().mean()
     return total
+
+
+def mask_loss(masks: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Mean of ``1 − mask`` over the last ``k`` samples at the two finest recorded levels."""
+    fine = masks[-2:]
+    return sum((1 - m[-k:]).mean() for m in fine) / len(fine)  # type: ignore[return-value]

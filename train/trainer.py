@@ -32,9 +32,9 @@ from .config import TrainConfig, dumps
 from .data import PairDataset, RankBatchSampler, display_batch, find_videos, make_loader
 from .discriminator import Discriminator
 from .losses import VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features, r1_penalty
-from .rigid import FlowProbe, flow_loss, random_similarity, warp
+from .rigid import FlowProbe, flow_loss, mask_loss, random_similarity, warp
 
-LOSS_NAMES = ("l1", "vgg", "g_gan", "g_total", "d_loss", "d_real", "d_fake", "r1", "flow")
+LOSS_NAMES = ("l1", "vgg", "g_gan", "g_total", "d_loss", "d_real", "d_fake", "r1", "flow", "mask")
 
 
 class StopFlag(Stopper):
@@ -90,7 +90,7 @@ class Trainer:
             self.gen_ddp, self.dis_ddp = self.gen, self.dis
 
         self.vgg = self._build_vgg()
-        self.flow_probe = FlowProbe(self.gen) if cfg.rigid_pairs and cfg.flow_weight > 0 else None
+        self.flow_probe = FlowProbe(self.gen) if cfg.rigid_pairs and max(cfg.flow_weight, cfg.mask_weight) > 0 else None
         videos = find_videos(cfg.data, cfg.split)
         self.dataset = PairDataset(videos, cfg.generator.size, cfg.seed, cfg.crop, cfg.flip, cfg.jitter)
         self.sampler = RankBatchSampler(cfg.batch_size, self.rank, self.world, cfg.accum, self.start_iter,
@@ -205,7 +205,7 @@ class Trainer:
             drv, theta = self._rigid_pairs(src, drv, iteration, m)
             batches[m] = (src, drv)
             thetas.append(theta)
-        terms = torch.zeros(len(LOSS_NAMES), device=self.device)  # (9,)
+        terms = torch.zeros(len(LOSS_NAMES), device=self.device)  # (10,)
         self.gen.train()
         self.dis.train()
 
@@ -225,8 +225,9 @@ class Trainer:
                 theta = thetas[m]
                 if self.flow_probe is not None and theta is not None:
                     flow = flow_loss(self.flow_probe.flows, theta)
-                    g_loss = g_loss + cfg.flow_weight * flow
-                    terms[8] += flow.detach() / n
+                    mask = mask_loss(self.flow_probe.masks, theta.shape[0])
+                    g_loss = g_loss + cfg.flow_weight * flow + cfg.mask_weight * mask
+                    terms[8:10] += torch.stack([flow, mask]).detach() / n
                 (g_loss / n).backward()
             recons.append(recon.detach())
             terms[:4] += torch.stack([l1, vgg, gan, g_loss]).detach() / n
