@@ -1,21 +1,26 @@
 """Recipe of the bundled pipeline-demo model ``lia_live/assets/demo_generator.safetensors``.
 
 A small 128² LIA (style 128, 20 motions, channels ÷8, 3.4 MB) trained by this project's trainer only on
-NASA's public-domain astronaut portrait (``skimage.data.astronaut``), in two stages:
+NASA's public-domain astronaut portrait (``skimage.data.astronaut``), in stages (``STAGES``), each a trainer
+run that starts from the previous stage's last checkpoint:
 
-- v1 (``--recipe v1``): 9,799 iterations from scratch, L1 only, on ``make_demo_data.write_dataset`` clips
-  (rigid moves of the portrait, centred crops). Blurred: on the demo clip L1 0.131, LPIPS 0.326.
-- v2 (default, the shipped file): v1 fine-tuned on clips drawn like ``make demo``'s webcam clip
-  (``make_demo_data.write_webcam_dataset``: the head on a flat backdrop, random smooth paths of position,
-  roll and scale, piecewise warps of the mouth, mouth corners, eyelids and brows, face-tracked crops made
-  by the same FaceCropper as ``lia-animate --crop auto``), with the perceptual loss on LPIPS's offline
-  ImageNet VGG16 (``--vgg-weights lpips``) and no GAN term. Neither the demo clip's path nor the held-back
-  clip's (``make_demo_data.demo_path`` / ``heldout_path``) is trained on.
+- v1 (``runs/demo``): from scratch, L1 only, on ``make_demo_data.write_dataset`` clips (rigid moves of the
+  portrait, centred crops).
+- v2 (``runs/demo-v2``): + the perceptual loss on LPIPS's offline ImageNet VGG16 (``--vgg-weights lpips``), no
+  GAN term, on clips drawn like ``make demo``'s webcam clip (``make_demo_data.write_webcam_dataset``: the head on
+  a flat backdrop, random smooth paths of position, roll and scale, piecewise warps of the mouth, mouth
+  corners, eyelids and brows, face-tracked crops made by the same FaceCropper as ``lia-animate --crop auto``).
+- v3 (``runs/demo-v3a``, ``runs/demo-v3``; the shipped file): + rigid pairs with a known flow
+  (``--rigid-pairs 2 --flow-weight``, then ``--mask-weight``; ``train/rigid.py``). v2 had learned to paint the
+  face from its weights (its fine masks were shut over the face, the flow there wrong); these terms make it
+  warp the source's face instead.
 
-docs/training.md has the measurements behind the choices and the curve.
+Neither the demo clip's path nor the held-back clip's (``make_demo_data.demo_path`` / ``heldout_path``) is
+trained on. A stage that is already at its iteration is skipped, so a rerun continues where a run stopped.
+docs/training.md has the measurements behind each choice and the curve.
 
-    python scripts/train_demo.py --overwrite                 # v2: data → runs/demo-data-v2, run → runs/demo-v2
-    python scripts/train_demo.py --overwrite --curve-only    # print the curve of the kept checkpoints
+    python scripts/train_demo.py --overwrite                 # all stages under runs/, then export
+    python scripts/train_demo.py --overwrite --curve-only    # lia-eval of the last stage's checkpoints
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,28 +39,74 @@ sys.path.insert(0, str(ROOT / "scripts"))
 ASSET = ROOT / "lia_live" / "assets" / "demo_generator.safetensors"
 MAX_BYTES = 25 * 1024 * 1024
 MODEL_ARGS = ["--size", "128", "--style-dim", "128", "--motion-dim", "20", "--channel-div", "8", "--d-channel-div", "8"]
+PERCEPTUAL = ["--vgg-weights", "lpips", "--gan-weight", "0", "--amp", "bf16"]
+RIGID = ["--rigid-pairs", "2"]
+V3_ITERS = 4_000  # the last stage's end: the exported checkpoint
 
 
-def train_args(data: Path, out: Path, minutes: float, recipe: str = "v2", init: Path | None = None) -> list[str]:
-    """The trainer command line of the demo model (``recipe`` v1: the first, L1-only run)."""
-    common = ["--preset", "vox", "--data", str(data), "--out", str(out), *MODEL_ARGS, "--batch-size", "4",
-              "--iters", "1000000", "--max-minutes", str(minutes), "--workers", "0", "--log-every", "10",
-              "--resume", "auto", "--no-progress"]
-    if recipe == "v1":
-        return common + ["--vgg-weights", "none", "--gan-weight", "0", "--save-every", "200", "--keep", "2",
-                         "--image-every", "200"]
-    extra = ["--init", str(init)] if init is not None else []
-    return common + ["--vgg-weights", "lpips", "--gan-weight", "0", "--save-every", "100", "--keep", "200",
-                     "--image-every", "500", *extra]
+@dataclass(frozen=True)
+class Stage:
+    """One trainer run: ``folder`` (under the runs root) trained to iteration ``iters`` with ``args``; it starts
+    from the newest checkpoint of ``init`` (another stage's folder), or continues its own folder when ``init``
+    is None (the Adam state is kept; changed loss weights apply from there on)."""
+
+    folder: str
+    iters: int
+    args: tuple[str, ...]
+    init: str | None
 
 
-def make_data(data: Path, recipe: str) -> None:
+# What the shipped file went through, in order (docs/training.md has the measurements behind each step).
+STAGES = {
+    "v1": [Stage("demo", 9_799, ("--vgg-weights", "none", "--gan-weight", "0"), None)],
+    "v2": [Stage("demo-v2", 3_492, tuple(PERCEPTUAL), "demo")],
+    "v3": [Stage("demo-v3a", 657, (*PERCEPTUAL, *RIGID, "--flow-weight", "50"), "demo-v2"),
+           Stage("demo-v3", 471, (*PERCEPTUAL, *RIGID, "--flow-weight", "50", "--mask-weight", "20"), "demo-v3a"),
+           Stage("demo-v3", V3_ITERS, (*PERCEPTUAL, *RIGID, "--flow-weight", "200", "--mask-weight", "40"), None)],
+}
+
+
+def stages(recipe: str) -> list[Stage]:
+    """Every stage ``recipe`` needs, its predecessors' first (v3 needs v2, which needs v1)."""
+    order = ["v1", "v2", "v3"]
+    return [st for r in order[:order.index(recipe) + 1] for st in STAGES[r]]
+
+
+def train_args(data: Path, runs: Path, stage: Stage, minutes: float) -> list[str]:
+    """The trainer command line of one stage."""
+    args = ["--preset", "vox", "--data", str(data), "--out", str(runs / stage.folder), *MODEL_ARGS,
+            "--batch-size", "4", "--iters", str(stage.iters), "--max-minutes", str(minutes), "--workers", "0",
+            "--log-every", "10", "--resume", "auto", "--no-progress", "--save-every", "200", "--keep", "200",
+            "--image-every", "1000", *stage.args]
+    if stage.init is not None:
+        from train.checkpoints import newest_checkpoint
+
+        init = newest_checkpoint(runs / stage.init / "checkpoints")
+        if init is None:
+            raise SystemExit(f"train_demo: stage {stage.folder} starts from {stage.init}, which has no checkpoint")
+        args += ["--init", str(init)]
+    return args
+
+
+def reached(runs: Path, stage: Stage) -> bool:
+    from train.checkpoints import newest_checkpoint
+
+    ckpt = newest_checkpoint(runs / stage.folder / "checkpoints")
+    return ckpt is not None and int(ckpt.stem.split("-")[-1]) >= stage.iters
+
+
+def make_data(runs: Path, stage: Stage) -> Path:
+    """The stage's synthetic clips (v1: rigid moves of the portrait; later: webcam-like clips), made once."""
     from make_demo_data import load_pictures, write_dataset, write_webcam_dataset
 
-    if recipe == "v1":
-        write_dataset(data, load_pictures(["astronaut"]), size=128, clips=48, frames=40, test_clips=4)
-    else:
-        write_webcam_dataset(data, size=128, clips=64, frames=40, test_clips=2, seed=0)
+    v1 = stage.folder == "demo"
+    data = runs / ("demo-data" if v1 else "demo-data-v2")
+    if not (data / "train").is_dir():
+        if v1:
+            write_dataset(data, load_pictures(["astronaut"]), size=128, clips=48, frames=40, test_clips=4)
+        else:
+            write_webcam_dataset(data, size=128, clips=64, frames=40, test_clips=2, seed=0)
+    return data
 
 
 def eval_clips(folder: Path) -> dict[str, Path]:
@@ -71,22 +123,27 @@ def eval_clips(folder: Path) -> dict[str, Path]:
     return out
 
 
-def curve(run: Path, clips: dict[str, Path]) -> list[dict]:
-    """L1/LPIPS (lia-eval, same identity) of every kept checkpoint on each clip, and the training loss."""
+def curve(run: Path, clips: dict[str, Path], every: int = 1000) -> list[dict]:
+    """lia-eval (same identity, all metrics) of every ``every``-th iteration's checkpoint on each clip, and the
+    newest one, with the training loss of the 100 iterations before it."""
     from lia_live.evaluation.runner import EvalConfig, run_evaluation
     from train.checkpoints import list_checkpoints
 
     losses = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines() if line.strip()]
     rows = []
-    for ckpt in list_checkpoints(run / "checkpoints"):
+    ckpts = list_checkpoints(run / "checkpoints")
+    for ckpt in ckpts:
         it = int(ckpt.stem.split("-")[-1])
+        if it % every and ckpt != ckpts[-1]:
+            continue
         near = [r for r in losses if it - 100 < r["iter"] <= it]
         row = {"iter": it, "train_l1": sum(r["l1"] for r in near) / max(len(near), 1)}
         for name, root in clips.items():
-            cfg = EvalConfig(checkpoint=ckpt, data=root, out=run / "curve" / f"{it}-{name}", metrics=("l1", "lpips"),
-                             domain="face", device="cpu", progress=False)
+            cfg = EvalConfig(checkpoint=ckpt, data=root, out=run / "curve" / f"{it}-{name}", domain="face",
+                             device="cpu", progress=False)
             res = run_evaluation(cfg, log=lambda _msg: None)["overall"]
-            row[f"{name}_l1"], row[f"{name}_lpips"] = res["l1"], res["lpips"]
+            for metric in ("l1", "lpips", "aed", "akd", "akd_fail"):
+                row[f"{name}_{metric}"] = res.get(metric)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -120,40 +177,44 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from lia_live.cli.common import float_range
 
-    p.add_argument("--recipe", choices=("v1", "v2"), default="v2", help="v1: the first L1-only run; v2: the shipped")
-    p.add_argument("--data", type=Path, help="synthetic clips, made if missing (default: runs/demo-data[-v2])")
-    p.add_argument("--out", type=Path, help="training run folder (default: runs/demo[-v2])")
-    p.add_argument("--init", type=Path, default=ASSET,
-                   help="v2 starts from this generator (the shipped v2 started from the v1 file of commit e97dfe4)")
-    p.add_argument("--minutes", type=float_range(0, 10_000, lo_open=True), default=100.0, help="training wall time")
+    p.add_argument("--recipe", choices=tuple(STAGES), default="v3",
+                   help="v1: L1 only; v2: + perceptual loss; v3 (shipped): + rigid pairs with flow and mask terms")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder of the data and of every stage's run")
+    p.add_argument("--minutes", type=float_range(0, 10_000, lo_open=True), default=600.0,
+                   help="wall-time limit of each stage (it saves and stops; rerun to continue)")
     p.add_argument("--asset", type=Path, default=ASSET, help="where to write the generator")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --asset")
-    p.add_argument("--export-only", action="store_true", help="skip training; export the newest checkpoint")
-    p.add_argument("--curve-only", action="store_true", help="only print the curve of the run's checkpoints")
+    p.add_argument("--export-only", action="store_true",
+                   help="skip training; export the last stage's newest checkpoint")
+    p.add_argument("--curve-only", action="store_true", help="only print the curve of the last stage")
     p.add_argument("--no-curve", action="store_true", help="skip the curve after training")
     a = p.parse_args(argv)
-    suffix = "" if a.recipe == "v1" else "-v2"
-    data = a.data or ROOT / "runs" / f"demo-data{suffix}"
-    out = a.out or ROOT / "runs" / f"demo{suffix}"
+    plan = stages(a.recipe)
+    last = a.runs / plan[-1].folder
     if a.curve_only:
-        curve(out, eval_clips(out.parent / "demo-eval"))
+        curve(last, eval_clips(a.runs / "demo-eval"))
         return 0
     if a.asset.exists() and not a.overwrite:
         print(f"train_demo: {a.asset} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     if not a.export_only:
-        if not (data / "train").is_dir():
-            make_data(data, a.recipe)
         from train.run import main as train_main
 
-        args = train_args(data, out, a.minutes, a.recipe, a.init if a.recipe == "v2" else None)
-        print("train_demo: python -m train.run " + shlex.join(args), flush=True)
-        rc = train_main(args)
-        if rc:
-            return rc
-        if a.recipe == "v2" and not a.no_curve:
-            curve(out, eval_clips(out.parent / "demo-eval"))
-    export(out, a.asset)
+        for stage in plan:
+            if reached(a.runs, stage):
+                continue
+            args = train_args(make_data(a.runs, stage), a.runs, stage, a.minutes)
+            print("train_demo: python -m train.run " + shlex.join(args), flush=True)
+            rc = train_main(args)
+            if rc:
+                return rc
+            if not reached(a.runs, stage):
+                print(f"train_demo: stage {stage.folder} stopped before iteration {stage.iters}; rerun to continue",
+                      file=sys.stderr)
+                return 1
+        if a.recipe != "v1" and not a.no_curve:
+            curve(last, eval_clips(a.runs / "demo-eval"))
+    export(last, a.asset)
     return 0
 
 

@@ -1,0 +1,48 @@
+"""scripts/train_demo.py: the demo model's stages chain in order and every command parses as a trainer run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import train_demo  # noqa: E402
+
+from train.config import parse_args  # noqa: E402
+
+
+def test_stages_chain_in_order_and_parse_as_trainer_runs(tmp_path):
+    plan = train_demo.stages("v3")
+    assert [s.folder for s in plan] == ["demo", "demo-v2", "demo-v3a", "demo-v3", "demo-v3"]
+    assert train_demo.stages("v1") == plan[:1] and train_demo.stages("v2") == plan[:2]
+    for stage in plan:  # every stage starts from its predecessor's newest checkpoint
+        if stage.init:
+            (tmp_path / stage.init / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (tmp_path / stage.init / "checkpoints" / "ckpt-0000200.pt").write_bytes(b"")
+    for stage in plan:
+        args = train_demo.train_args(tmp_path / "data", tmp_path, stage, 60.0)
+        cfg, _, _ = parse_args(args)
+        assert cfg.iters == stage.iters and cfg.out == str(tmp_path / stage.folder)
+        assert cfg.generator.size == 128 and cfg.generator.channel_div == 8 and cfg.batch_size == 4
+        assert cfg.init == (str(tmp_path / stage.init / "checkpoints" / "ckpt-0000200.pt") if stage.init else "")
+    last = parse_args(train_demo.train_args(tmp_path / "data", tmp_path, plan[-1], 60.0))[0]
+    assert (last.vgg_weights, last.rigid_pairs, last.flow_weight, last.mask_weight) == ("lpips", 2, 200.0, 40.0)
+    assert parse_args(train_demo.train_args(tmp_path / "data", tmp_path, plan[0], 60.0))[0].vgg_weights == "none"
+
+
+def test_a_stage_is_done_only_at_its_iteration_and_needs_its_predecessor(tmp_path):
+    stage = train_demo.stages("v3")[3]  # demo-v3 to 471, from demo-v3a
+    assert not train_demo.reached(tmp_path, stage)
+    ckpts = tmp_path / "demo-v3" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "ckpt-0000400.pt").write_bytes(b"")
+    assert not train_demo.reached(tmp_path, stage)
+    (ckpts / f"ckpt-{stage.iters:07d}.pt").write_bytes(b"")
+    assert train_demo.reached(tmp_path, stage)
+    with pytest.raises(SystemExit, match="starts from demo-v3a, which has no checkpoint"):
+        train_demo.train_args(tmp_path / "data", tmp_path, stage, 60.0)
