@@ -160,9 +160,13 @@ class Trainer:
         for name, optim, lr, betas in (("G", self.g_optim, cfg.g_lr, cfg.g_betas),
                                        ("D", self.d_optim, cfg.d_lr, cfg.d_betas)):
             old = optim.param_groups[0]
-            if (old["lr"], tuple(old["betas"])) != (lr, tuple(betas)):
-                dist.print0(f"train: {name} lr {old['lr']:.6g} → {lr:.6g}, betas {tuple(old['betas'])} → "
-                            f"{tuple(betas)} (from this run's options)")
+            changes = []
+            if old["lr"] != lr:
+                changes.append(f"lr {old['lr']:.6g} → {lr:.6g}")
+            if tuple(old["betas"]) != tuple(betas):
+                changes.append(f"betas {tuple(old['betas'])} → {tuple(betas)}")
+            if changes:
+                dist.print0(f"train: {name} {', '.join(changes)} (from this run's options)")
             for group in optim.param_groups:
                 group["lr"], group["betas"] = lr, tuple(betas)
 
