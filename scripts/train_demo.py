@@ -41,7 +41,7 @@ MAX_BYTES = 25 * 1024 * 1024
 MODEL_ARGS = ["--size", "128", "--style-dim", "128", "--motion-dim", "20", "--channel-div", "8", "--d-channel-div", "8"]
 PERCEPTUAL = ["--vgg-weights", "lpips", "--gan-weight", "0", "--amp", "bf16"]
 RIGID = ["--rigid-pairs", "2"]
-V3_ITERS = 4_000  # the last stage's end: the exported checkpoint
+V3_ITERS = 7_159  # the last stage's end: the exported checkpoint
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,15 @@ class Stage:
 STAGES = {
     "v1": [Stage("demo", 9_799, ("--vgg-weights", "none", "--gan-weight", "0"), None)],
     "v2": [Stage("demo-v2", 3_492, tuple(PERCEPTUAL), "demo")],
+    # v3: the weights were raised while watching the flow error and the face masks; then final phases at lr/4 and lr/8
     "v3": [Stage("demo-v3a", 657, (*PERCEPTUAL, *RIGID, "--flow-weight", "50"), "demo-v2"),
            Stage("demo-v3", 471, (*PERCEPTUAL, *RIGID, "--flow-weight", "50", "--mask-weight", "20"), "demo-v3a"),
-           Stage("demo-v3", V3_ITERS, (*PERCEPTUAL, *RIGID, "--flow-weight", "200", "--mask-weight", "40"), None)],
+           Stage("demo-v3", 3_429, (*PERCEPTUAL, *RIGID, "--flow-weight", "200", "--mask-weight", "40"), None),
+           Stage("demo-v3", 5_197, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40"), None),
+           Stage("demo-v3", 6_519, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
+                                    "--lr", "0.0005"), None),
+           Stage("demo-v3", V3_ITERS, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
+                                       "--lr", "0.00025"), None)],
 }
 
 

@@ -18,7 +18,8 @@ from train.config import parse_args  # noqa: E402
 
 def test_stages_chain_in_order_and_parse_as_trainer_runs(tmp_path):
     plan = train_demo.stages("v3")
-    assert [s.folder for s in plan] == ["demo", "demo-v2", "demo-v3a", "demo-v3", "demo-v3"]
+    assert [s.folder for s in plan] == ["demo", "demo-v2", "demo-v3a"] + ["demo-v3"] * 5
+    assert [s.iters for s in plan[3:]] == sorted(s.iters for s in plan[3:])  # one run, continued
     assert train_demo.stages("v1") == plan[:1] and train_demo.stages("v2") == plan[:2]
     for stage in plan:  # every stage starts from its predecessor's newest checkpoint
         if stage.init:
@@ -31,7 +32,8 @@ def test_stages_chain_in_order_and_parse_as_trainer_runs(tmp_path):
         assert cfg.generator.size == 128 and cfg.generator.channel_div == 8 and cfg.batch_size == 4
         assert cfg.init == (str(tmp_path / stage.init / "checkpoints" / "ckpt-0000200.pt") if stage.init else "")
     last = parse_args(train_demo.train_args(tmp_path / "data", tmp_path, plan[-1], 60.0))[0]
-    assert (last.vgg_weights, last.rigid_pairs, last.flow_weight, last.mask_weight) == ("lpips", 2, 200.0, 40.0)
+    assert (last.vgg_weights, last.rigid_pairs, last.flow_weight, last.mask_weight) == ("lpips", 2, 500.0, 40.0)
+    assert last.lr == 0.00025 and last.amp == "bf16"
     assert parse_args(train_demo.train_args(tmp_path / "data", tmp_path, plan[0], 60.0))[0].vgg_weights == "none"
 
 
