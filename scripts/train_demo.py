@@ -48,17 +48,23 @@ V3_ITERS = 7_159  # the last stage's end: the exported checkpoint
 class Stage:
     """One trainer run: ``folder`` (under the runs root) trained to iteration ``iters`` with ``args``; it starts
     from the newest checkpoint of ``init`` (another stage's folder), or continues its own folder when ``init``
-    is None (the Adam state is kept; changed loss weights apply from there on)."""
+    is None (the Adam state is kept; changed loss weights apply from there on). ``data``: which clips
+    (``DATA``)."""
 
     folder: str
     iters: int
     args: tuple[str, ...]
     init: str | None
+    data: str = "webcam"
+
+
+# Each kind of clip: its folder under the runs root.
+DATA = {"rigid": "demo-data", "webcam": "demo-data-v2"}
 
 
 # What the shipped file went through, in order (docs/training.md has the measurements behind each step).
 STAGES = {
-    "v1": [Stage("demo", 9_799, ("--vgg-weights", "none", "--gan-weight", "0"), None)],
+    "v1": [Stage("demo", 9_799, ("--vgg-weights", "none", "--gan-weight", "0"), None, data="rigid")],
     "v2": [Stage("demo-v2", 3_492, tuple(PERCEPTUAL), "demo")],
     # v3: the weights were raised while watching the flow error and the face masks; then final phases at lr/4 and lr/8
     "v3": [Stage("demo-v3a", 657, (*PERCEPTUAL, *RIGID, "--flow-weight", "50"), "demo-v2"),
@@ -105,10 +111,9 @@ def make_data(runs: Path, stage: Stage) -> Path:
     """The stage's synthetic clips (v1: rigid moves of the portrait; later: webcam-like clips), made once."""
     from make_demo_data import load_pictures, write_dataset, write_webcam_dataset
 
-    v1 = stage.folder == "demo"
-    data = runs / ("demo-data" if v1 else "demo-data-v2")
+    data = runs / DATA[stage.data]
     if not (data / "train").is_dir():
-        if v1:
+        if stage.data == "rigid":
             write_dataset(data, load_pictures(["astronaut"]), size=128, clips=48, frames=40, test_clips=4)
         else:
             write_webcam_dataset(data, size=128, clips=64, frames=40, test_clips=2, seed=0)

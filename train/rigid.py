@@ -85,5 +85,4 @@ def flow_loss(flows: list[torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
 
 def mask_loss(masks: list[torch.Tensor], k: int) -> torch.Tensor:
     """Mean of ``1 − mask`` over the last ``k`` samples at the two finest recorded levels."""
-    fine = masks[-2:]
-    return sum((1 - m[-k:]).mean() for m in fine) / len(fine)  # type: ignore[return-value]
+    return torch.stack([(1 - m[-k:]).mean() for m in masks[-2:]]).mean()
