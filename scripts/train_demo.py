@@ -10,10 +10,12 @@ run that starts from the previous stage's last checkpoint:
   GAN term, on clips drawn like ``make demo``'s webcam clip (``make_demo_data.write_webcam_dataset``: the head on
   a flat backdrop, random smooth paths of position, roll and scale, piecewise warps of the mouth, mouth
   corners, eyelids and brows, face-tracked crops made by the same FaceCropper as ``lia-animate --crop auto``).
-- v3 (``runs/demo-v3a``, ``runs/demo-v3``; the shipped file): + rigid pairs with a known flow
-  (``--rigid-pairs 2 --flow-weight``, then ``--mask-weight``; ``train/rigid.py``). v2 had learned to paint the
-  face from its weights (its fine masks were shut over the face, the flow there wrong); these terms make it
-  warp the source's face instead.
+- v3 (``runs/demo-v3a``, ``runs/demo-v3``): + rigid pairs with a known flow (``--rigid-pairs 2 --flow-weight``,
+  then ``--mask-weight``; ``train/rigid.py``). v2 had learned to paint the face from its weights (its fine
+  masks were shut over the face, the flow there wrong); these terms make it warp the source's face instead.
+- v4 (``runs/demo-v4``; the shipped file): v3 continued on clips with closed eyes in half the frames
+  (``DATA["blinks"]``), then without the mask term (which held the fine masks open over shut eyes too) and
+  with one rigid pair in four, then at a lower rate.
 
 Neither the demo clip's path nor the held-back clip's (``make_demo_data.demo_path`` / ``heldout_path``) is
 trained on. A stage that is already at its iteration is skipped, so a rerun continues where a run stopped.
@@ -41,7 +43,9 @@ MAX_BYTES = 25 * 1024 * 1024
 MODEL_ARGS = ["--size", "128", "--style-dim", "128", "--motion-dim", "20", "--channel-div", "8", "--d-channel-div", "8"]
 PERCEPTUAL = ["--vgg-weights", "lpips", "--gan-weight", "0", "--amp", "bf16"]
 RIGID = ["--rigid-pairs", "2"]
-V3_ITERS = 7_159  # the last stage's end: the exported checkpoint
+V4_RIGID = ["--rigid-pairs", "1", "--flow-weight", "500", "--mask-weight", "0"]
+V3_ITERS = 7_159  # v3's end
+V4_ITERS = 8_000  # v4's end: the exported checkpoint
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Stage:
 
 
 # Each kind of clip: its folder under the runs root.
-DATA = {"rigid": "demo-data", "webcam": "demo-data-v2"}
+DATA = {"rigid": "demo-data", "webcam": "demo-data-v2", "blinks": "demo-data-v3"}
 
 
 # What the shipped file went through, in order (docs/training.md has the measurements behind each step).
@@ -75,12 +79,18 @@ STAGES = {
                                     "--lr", "0.0005"), None),
            Stage("demo-v3", V3_ITERS, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
                                        "--lr", "0.00025"), None)],
+    # v4: v3 on clips with more blinks (sources with shut eyes); from 1,815 on without the mask term (it held the
+    # fine masks open over the eyes too) and with one rigid pair of four; then a final phase at lr/8
+    "v4": [Stage("demo-v4", 1_815, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
+                                    "--lr", "0.0005"), "demo-v3", data="blinks"),
+           Stage("demo-v4", 3_402, (*PERCEPTUAL, *V4_RIGID, "--lr", "0.0005"), None, data="blinks"),
+           Stage("demo-v4", V4_ITERS, (*PERCEPTUAL, *V4_RIGID, "--lr", "0.00025"), None, data="blinks")],
 }
 
 
-def stages(recipe: str) -> list[Stage]:
-    """Every stage ``recipe`` needs, its predecessors' first (v3 needs v2, which needs v1)."""
-    order = ["v1", "v2", "v3"]
+def stages(recipe: str = "v4") -> list[Stage]:
+    """Every stage ``recipe`` needs, its predecessors' first (v4 needs v3, which needs v2, then v1)."""
+    order = list(STAGES)
     return [st for r in order[:order.index(recipe) + 1] for st in STAGES[r]]
 
 
@@ -108,13 +118,16 @@ def reached(runs: Path, stage: Stage) -> bool:
 
 
 def make_data(runs: Path, stage: Stage) -> Path:
-    """The stage's synthetic clips (v1: rigid moves of the portrait; later: webcam-like clips), made once."""
+    """The stage's synthetic clips (v1: rigid moves of the portrait; later: webcam-like clips, v4's with more
+    blinks), made once."""
     from make_demo_data import load_pictures, write_dataset, write_webcam_dataset
 
     data = runs / DATA[stage.data]
     if not (data / "train").is_dir():
         if stage.data == "rigid":
             write_dataset(data, load_pictures(["astronaut"]), size=128, clips=48, frames=40, test_clips=4)
+        elif stage.data == "blinks":  # eyes closed in half the frames (a fifth in "webcam"): shut-eyed sources
+            write_webcam_dataset(data, size=128, clips=64, frames=40, test_clips=2, seed=1, blink_low=-1.0)
         else:
             write_webcam_dataset(data, size=128, clips=64, frames=40, test_clips=2, seed=0)
     return data
@@ -188,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from lia_live.cli.common import float_range
 
-    p.add_argument("--recipe", choices=tuple(STAGES), default="v3",
-                   help="v1: L1 only; v2: + perceptual loss; v3 (shipped): + rigid pairs with flow and mask terms")
+    p.add_argument("--recipe", choices=tuple(STAGES), default="v4",
+                   help="v1: L1 only; v2: + perceptual loss; v3: + rigid pairs with flow and mask terms; "
+                        "v4 (shipped): + clips with more blinks, no mask term")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder of the data and of every stage's run")
     p.add_argument("--minutes", type=float_range(0, 10_000, lo_open=True), default=600.0,
                    help="wall-time limit of each stage (it saves and stops; rerun to continue)")
