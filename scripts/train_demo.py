@@ -43,6 +43,7 @@ MAX_BYTES = 25 * 1024 * 1024
 MODEL_ARGS = ["--size", "128", "--style-dim", "128", "--motion-dim", "20", "--channel-div", "8", "--d-channel-div", "8"]
 PERCEPTUAL = ["--vgg-weights", "lpips", "--gan-weight", "0", "--amp", "bf16"]
 RIGID = ["--rigid-pairs", "2"]
+V3_LAST = [*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40"]  # v3's terms from 3,429 on
 V4_RIGID = ["--rigid-pairs", "1", "--flow-weight", "500", "--mask-weight", "0"]
 V3_ITERS = 7_159  # v3's end
 V4_ITERS = 8_000  # v4's end: the exported checkpoint
@@ -74,15 +75,12 @@ STAGES = {
     "v3": [Stage("demo-v3a", 657, (*PERCEPTUAL, *RIGID, "--flow-weight", "50"), "demo-v2"),
            Stage("demo-v3", 471, (*PERCEPTUAL, *RIGID, "--flow-weight", "50", "--mask-weight", "20"), "demo-v3a"),
            Stage("demo-v3", 3_429, (*PERCEPTUAL, *RIGID, "--flow-weight", "200", "--mask-weight", "40"), None),
-           Stage("demo-v3", 5_197, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40"), None),
-           Stage("demo-v3", 6_519, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
-                                    "--lr", "0.0005"), None),
-           Stage("demo-v3", V3_ITERS, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
-                                       "--lr", "0.00025"), None)],
+           Stage("demo-v3", 5_197, tuple(V3_LAST), None),
+           Stage("demo-v3", 6_519, (*V3_LAST, "--lr", "0.0005"), None),
+           Stage("demo-v3", V3_ITERS, (*V3_LAST, "--lr", "0.00025"), None)],
     # v4: v3 on clips with more blinks (sources with shut eyes); from 1,815 on without the mask term (it held the
     # fine masks open over the eyes too) and with one rigid pair of four; then a final phase at lr/8
-    "v4": [Stage("demo-v4", 1_815, (*PERCEPTUAL, *RIGID, "--flow-weight", "500", "--mask-weight", "40",
-                                    "--lr", "0.0005"), "demo-v3", data="blinks"),
+    "v4": [Stage("demo-v4", 1_815, (*V3_LAST, "--lr", "0.0005"), "demo-v3", data="blinks"),
            Stage("demo-v4", 3_402, (*PERCEPTUAL, *V4_RIGID, "--lr", "0.0005"), None, data="blinks"),
            Stage("demo-v4", V4_ITERS, (*PERCEPTUAL, *V4_RIGID, "--lr", "0.00025"), None, data="blinks")],
 }
