@@ -14,6 +14,7 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -241,7 +242,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
 def replay_template(anim: Animator, template, batch: int, limit: int | None = None) -> Iterator[np.ndarray]:
     """Animate ``anim``'s source from a motion template, ``batch`` frames per step."""
     template.check_model(anim)
-    args = list(template.args(anim.device))[:limit]
+    args = list(itertools.islice(template.args(anim.device), limit))  # only the frames asked for
     with torch.inference_mode():
         for i in range(0, len(args), batch):
             yield from from_tensor(render_args(anim, args[i:i + batch]))
@@ -269,7 +270,7 @@ def run_animate(cfg) -> AnimateResult:
     from .templates import MotionRecorder, load_template
 
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.motion) if getattr(cfg, "motion", None) else None
+    template = load_template(cfg.motion, cfg.max_frames) if getattr(cfg, "motion", None) else None
     drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
     if drive is None:
         fps = cfg.fps or (template.fps if template is not None else 10.0)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..log import log
 from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
@@ -52,16 +53,18 @@ def check_inputs(cfg: LiveConfig) -> None:
     """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
     outputs can be written."""
     from ..io import check_driving, read_image
-    from ..live import check_outputs
+    from ..paths import check_live_places
 
     for src in cfg.sources:
         read_image(src, "source image")
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
-    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
-        raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
-    check_outputs(cfg)
+    check_live_places(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    m = cfg.motion
+    if m.mode == "absolute" and m.reference != "first":
+        log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
+            "hotkey m switches to relative mode")
 
 
 def list_backends(argv) -> int:
