@@ -103,6 +103,14 @@ class MotionRecorder:
             self.off_frames.append(i)
             self.off_values.append(off)
 
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` frames (the frames a stopped run actually wrote)."""
+        for name in ("alpha", "time", "power", "relative"):
+            del getattr(self, name)[n:]
+        for frames, values in ((self.ref_frames, self.ref_alpha), (self.off_frames, self.off_values)):
+            keep = sum(1 for f in frames if f < n)
+            del frames[keep:], values[keep:]
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the template atomically; returns its path."""
         m = self.m

@@ -896,3 +896,134 @@ def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
     rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
                     "absolute", "--reference", "auto")
     assert rc == 0 and err.count("warning: --reference auto") == 1, err
+
+
+# -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------
+def _clips(root: Path, n_clips: int = 2, n_frames: int = 4) -> Path:
+    """Training clips: PNG folders of a moving square (root/train/clipN/00000.png ...)."""
+    for c in range(n_clips):
+        folder = root / "train" / f"clip{c}"
+        folder.mkdir(parents=True)
+        for t in range(n_frames):
+            img = np.full((64, 64, 3), 60 + 80 * c, np.uint8)
+            img[20:40, 8 + 8 * t:28 + 8 * t] = 230
+            cv2.imwrite(str(folder / f"{t:05d}.png"), img)
+    return root
+
+
+def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_path):
+    from train.checkpoints import list_checkpoints
+    from train.config import preset_config
+    from train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    cfg = preset_config("tiny")
+    cfg.data, cfg.out, cfg.progress = str(_clips(tmp_path / "data")), str(tmp_path / "run"), False
+    cfg.iters, cfg.batch_size, cfg.save_every, cfg.keep = 2, 2, 1, 5
+    Trainer(cfg, torch.device("cpu")).run()
+    first, newest = list_checkpoints(tmp_path / "run" / "checkpoints")[-2:]
+    newest.write_bytes(newest.read_bytes()[:1000])  # an interrupted copy
+    cfg.resume, cfg.iters = "auto", 3
+    with pytest.raises(UserError) as e:
+        Trainer(cfg, torch.device("cpu"))
+    msg = str(e.value)
+    assert "newest checkpoint is damaged" in msg and f"pass --resume {first}" in msg and newest.name in msg, msg
+    assert "\n" not in msg and newest.stat().st_size == 1000  # nothing removed behind the user's back
+
+
+def test_eval_resume_scores_again_when_frames_changed_or_records_are_odd(inputs, tmp_path):
+    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+
+    vid = tmp_path / "data" / "test" / "vidA"
+    vid.mkdir(parents=True)
+    for i, f in enumerate(inputs["frames"][:3]):
+        cv2.imwrite(str(vid / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "eval"
+    cfg = EvalConfig(checkpoint=inputs["ck"], data=tmp_path / "data", out=out, metrics=("l1",), domain="face",
+                     progress=False)
+    said: list[str] = []
+    first = run_evaluation(cfg, log=said.append)
+    assert first["per_video"]["vidA"]["frames"] == 3
+    again = run_evaluation(cfg, log=said.append)
+    assert again["per_video"] == first["per_video"] and "already scored" in said[-1]  # reused as it is
+    cv2.imwrite(str(vid / "003.png"), cv2.cvtColor(inputs["frames"][3], cv2.COLOR_RGB2BGR))  # frames changed
+    said.clear()
+    second = run_evaluation(cfg, log=said.append)
+    assert second["per_video"]["vidA"]["frames"] == 4, said
+    assert any("scoring vidA again: its frames changed since it was scored" in s for s in said), said
+    rec_path = out / "per_video" / "vidA.json"
+    for odd in ({**json.loads(rec_path.read_text()), "frames": "4"}, [1, 2], "x" * 10):
+        rec_path.write_text(json.dumps(odd))
+        said.clear()
+        assert run_evaluation(cfg, log=said.append)["overall"]["l1"] == pytest.approx(second["overall"]["l1"])
+        assert any("scoring vidA again" in s for s in said), said
+
+
+# -- class 16: what users read: GIFs, faceless clips, counts ---------------------------------------------------
+def test_a_gif_reads_the_same_as_source_and_as_driving(tmp_path, capsys):
+    from PIL import Image
+
+    from lia_live.io import open_frames, read_image
+
+    frames = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(1, 5)]
+    Image.fromarray(frames[0]).save(tmp_path / "a.gif", save_all=True,
+                                    append_images=[Image.fromarray(f) for f in frames[1:]], duration=100, loop=0)
+    Image.fromarray(frames[2]).save(tmp_path / "still.gif")
+    as_source = read_image(tmp_path / "a.gif", "source image")
+    as_driving = list(open_frames(tmp_path / "a.gif"))
+    assert len(as_driving) == 4 and np.array_equal(as_source, as_driving[0])
+    assert as_source.shape == (48, 64, 3) and abs(float(as_source.mean()) - 30) <= 2
+    assert "is an animated GIF: using its first frame" in capsys.readouterr().err
+    assert abs(float(read_image(tmp_path / "still.gif").mean()) - 90) <= 2
+    assert "animated" not in capsys.readouterr().err
+    (tmp_path / "bad.gif").write_bytes(b"GIF89a and then nothing")
+    with pytest.raises(UserError, match="source image is not a readable image"):
+        read_image(tmp_path / "bad.gif", "source image")
+
+
+def test_a_driving_clip_without_any_face_is_refused_and_keeps_nothing(inputs, tmp_path, capsys):
+    from lia_live.cli.animate import main as animate
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(blank / f"{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    out = tmp_path / "o.mp4"
+    rc = animate([str(a) for a in animate_args({**inputs, "folder": blank}, out, "--crop", "auto")])
+    one_line_exit_2((rc, capsys.readouterr().err), f"no face found in any of the 4 frames of {blank}", alone=False)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_keeps_the_motion_recording_in_step_with_the_video(inputs, tmp_path, monkeypatch, capsys):
+    """A real SIGINT after 3 written frames (batch 4: motion is recorded a batch ahead): video and template
+    hold the same frames, and a replay of the template matches the video frame for frame."""
+    from lia_live import offline
+    from lia_live.cli.animate import main as animate
+    from lia_live.templates import load_template
+
+    real_open = offline.open_writer
+
+    def open_writer(*a, **kw):
+        w = real_open(*a, **kw)
+        write = w.write
+
+        def write_then_signal(rgb):
+            write(rgb)
+            if w.frames == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        w.write = write_then_signal
+        return w
+
+    monkeypatch.setattr(offline, "open_writer", open_writer)
+    out, rec = tmp_path / "pngs", tmp_path / "m.npz"
+    rc = animate([str(a) for a in animate_args(inputs, out, "--record-motion", rec, "--batch-size", "4")])
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    written = len(list(out.iterdir()))
+    assert 3 <= written < 20 and len(load_template(rec)) == written, err
+    assert f"motion recorded: {rec} ({written} frames)" in err and leftovers(tmp_path) == []
+    monkeypatch.setattr(offline, "open_writer", real_open)
+    replay = tmp_path / "replay"
+    assert animate([str(a) for a in ["--source", inputs["src"], "--checkpoint", inputs["ck"], "--backend", "eager",
+                                     "--device", "cpu", "--no-progress", "--output", replay, "--motion", rec]]) == 0
+    assert len(list(replay.iterdir())) == written
