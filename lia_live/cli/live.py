@@ -48,20 +48,20 @@ def parse_config(argv=None):
     return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
 
 
-def check_inputs(cfg: LiveConfig) -> None:
+def check_inputs(cfg: LiveConfig) -> list:
     """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
-    outputs can be written."""
-    from ..io import check_driving, read_image
-    from ..live import check_outputs
+    outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
+    from ..io import check_driving
+    from ..live import check_outputs, read_sources
 
-    for src in cfg.sources:
-        read_image(src, "source image")
+    portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
     if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
         raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
     check_outputs(cfg)
+    return portraits
 
 
 def list_backends(argv) -> int:
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     if argv and argv[0] == "bench":
         return run_bench(argv[1:])
     cfg, dry_run = parse_config(argv)
-    check_inputs(cfg)
+    portraits = check_inputs(cfg)
     if dry_run:
         for group, values in cfg.to_dict().items():
             if isinstance(values, dict):
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         return 0
     from ..live import run_live
 
-    stats = run_live(cfg)
+    stats = run_live(cfg, portraits=portraits)
     return int(stats.get("exit_code", 0))
 
 
