@@ -18,6 +18,7 @@ background thread reconnects (re-sending the portraits and the reference) until 
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 import time
@@ -33,6 +34,7 @@ from ..errors import UserError
 from ..imaging import from_tensor, to_tensor
 from ..log import log
 from .protocol import FULL_CLOSE, TOKEN_CLOSE, ProtocolError, decode_image, encode_image, floats, pack, unpack
+from .settings import RemoteConfig
 from .worker import FRAME, STORED
 
 RETRY_SECONDS = 0.5
@@ -343,6 +345,12 @@ class RemoteAnimator:
         return f"remote: rtt {s['rtt_ms']:.1f} ms | server {s['server_ms']:.1f} ms"
 
 
+def _run_live() -> Callable[..., dict]:
+    from ..live import run_live
+
+    return run_live
+
+
 class _Refused(Exception):
     pass
 
@@ -363,3 +371,25 @@ def _client_ssl(uri: str, ca: Path | None) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
     except (OSError, ssl.SSLError) as e:
         raise UserError(f"cannot load the certificate «remote_ca» {ca}: {e}") from None
+
+
+def run_remote(cfg, remote: RemoteConfig, run: Callable | None = None) -> dict:
+    """``lia-live --remote``: the live loop of :func:`lia_live.live.run_live` with a :class:`RemoteAnimator`."""
+    token = remote.remote_token or os.environ.get("LIA_REMOTE_TOKEN")
+    if not token:
+        raise UserError("remote mode needs the server's token: «remote_token» or $LIA_REMOTE_TOKEN "
+                        "('lia-live serve' prints it)")
+    runner: Callable[..., dict] = run if run is not None else _run_live()
+    assert remote.remote is not None
+    anim = RemoteAnimator(remote.remote, token, ca=remote.remote_ca, codec=remote.remote_codec,
+                          quality=remote.remote_quality, timeout=remote.remote_timeout,
+                          motion_power=cfg.motion.motion_power)
+    try:
+        stats = runner(cfg, animator=anim)
+        line = anim.line()
+    finally:
+        anim.close()
+    stats["remote"] = s = anim.stats()
+    log(f"{line} | {s['round_trips']} round trips, {s['reconnects']} reconnections, "
+        f"{s['held_frames']} frames held")
+    return stats

@@ -72,7 +72,8 @@ class RemoteServer:
         self.sessions: set[Session] = set()
         self.worker.watch(self.sessions)
         self.basis = anim.basis.float().cpu().numpy().astype(np.float32)  # (D, M)
-        self.info = {"size": anim.size, "motion_dim": int(self.basis.shape[1]), "latent_dim": int(self.basis.shape[0]),
+        self.motion_dim = int(self.basis.shape[1])
+        self.info: dict = {"size": anim.size, "motion_dim": self.motion_dim, "latent_dim": int(self.basis.shape[0]),
                      "backend": anim.backend.name, "device": str(anim.device),
                      "precision": str(anim.backend.precision),
                      "model": anim.checkpoint.name if anim.checkpoint is not None else "model",
@@ -216,7 +217,7 @@ class RemoteServer:
             if not isinstance(src, int) or src not in s.sources:
                 raise ProtocolError(f"unknown source id {src!r}")
             s.source = src
-        m = self.info["motion_dim"]
+        m = self.motion_dim
         if "set_ref" in header:
             ref = vector(header["set_ref"], "set_ref", m)
             s.ref = None if ref is None else torch.from_numpy(ref)
@@ -228,7 +229,7 @@ class RemoteServer:
             raise ProtocolError("render must be an object")
         if s.source is None:
             raise ProtocolError("render before any source portrait")
-        m = self.info["motion_dim"]
+        m = self.motion_dim
         alpha = render.get("alpha")
         alpha = FRAME if alpha == FRAME else vector(alpha, "alpha", m)
         ref = render.get("ref")

@@ -162,7 +162,7 @@ class ModelWorker:
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
         if moving:
-            x = torch.cat([to_tensor(j.image) for j in moving]).to(dev)  # (B, 3, S, S)
+            x = torch.cat([to_tensor(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
             a = self.anim.motion(x)  # (B, M)
             alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
         drawn = [j for j in jobs if j.plan is not None]
@@ -179,8 +179,8 @@ class ModelWorker:
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
         for j in jobs:
-            a = alphas.get(id(j))
-            j.future.set_result(StepResult(None if a is None else a.float().cpu(), images.get(id(j)),
+            got = alphas.get(id(j))
+            j.future.set_result(StepResult(None if got is None else got.float().cpu(), images.get(id(j)),
                                            done - j.t0, len(jobs)))
 
     def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
@@ -189,9 +189,12 @@ class ModelWorker:
         src = s.sources[s.source]
         dev = self.anim.device
         frame = isinstance(plan.alpha, str)
-        a = alpha if frame else None if plan.alpha is None else torch.from_numpy(plan.alpha).to(dev)
+        a: torch.Tensor | None = alpha
+        if not frame:
+            a = None if plan.alpha is None else torch.from_numpy(plan.alpha).to(dev)
         if frame and a is None:
             raise ValueError("a plan asks for the frame's motion but the step has no frame")
+        ref: torch.Tensor | None
         if isinstance(plan.ref, np.ndarray):
             ref = torch.from_numpy(plan.ref)
         else:
