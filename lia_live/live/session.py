@@ -134,11 +134,21 @@ def build_stages(cfg: LiveConfig, anim: Animator, sources: list[SourceEntry], tr
     ow, oh = cfg.output.size
     timer = StageTimer()
     controller = controller or LiveController()
-    info = {"backend": anim.backend.name, "device": str(anim.device), "precision": anim.backend.precision,
-            "model": str(anim.checkpoint) if anim.checkpoint is not None else "(in memory)"}
-    controller.start(motion, [e.name for e in sources], compose=cfg.output.compose, info=info, timer=timer)
+    controller.start(motion, [e.name for e in sources], compose=cfg.output.compose, info=animator_info(anim),
+                     timer=timer)
     return LiveStages(anim, sources, lambda mode: Compositor(ow, oh, mode), controller, tracker, timer, recorder,
                       frames=frame_path(cfg.run.frame_path, anim.device), hold=hold, source_crop=m.source_crop)
+
+
+def animator_info(anim) -> dict[str, str]:
+    """Backend, device, precision and model of an Animator, or of a stand-in with the Animator's interface
+    (remote mode's RemoteAnimator has no backend here: it reports the server's ``info``)."""
+    backend = getattr(anim, "backend", None)
+    if backend is not None:
+        return {"backend": backend.name, "device": str(anim.device), "precision": backend.precision,
+                "model": str(anim.checkpoint) if anim.checkpoint is not None else "(in memory)"}
+    remote = getattr(anim, "info", None) or {}
+    return {k: str(remote.get(k, "")) for k in ("backend", "device", "precision", "model")}
 
 
 def finish_run(cfg: LiveConfig, stages: LiveStages) -> dict:
