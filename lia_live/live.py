@@ -231,6 +231,8 @@ class LiveStages:
         self.motion = controls.motion
         self.tracker = tracker
         self.timer = timer or StageTimer()
+        if hasattr(animator, "attach_timer"):  # remote mode: round-trip and server times join the stats
+            animator.attach_timer(self.timer)
         self.recorder = recorder
         self.say = say
         self._compositor_factory = compositor_factory
