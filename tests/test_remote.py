@@ -341,3 +341,16 @@ def test_tls_with_a_given_certificate(gen, faces, tmp_path):
         server.stop()
     with pytest.raises(UserError, match="TLS needs both tls_cert and tls_key"):
         RemoteServer(Animator(gen), ServeConfig(port=0, tls_cert=cert), TOKEN)
+
+
+def test_stats_show_round_trip_and_server_time(gen, faces, portrait_png, capsys):
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN)
+        try:
+            _, stats = _run(_cfg(portrait_png).replace(run={"stats_every": 0.01}), driving(faces[0], 8), anim)
+        finally:
+            anim.close()
+    remote = stats["remote_ms_mean"]
+    assert set(remote) == {"rtt", "server"} and remote["rtt"] >= remote["server"] > 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "| remote ms: rtt " in ln]
+    assert lines and " server " in lines[-1]

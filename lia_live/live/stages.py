@@ -77,6 +77,8 @@ class LiveStages:
         self.motion = controller.motion
         self.tracker = tracker
         self.timer = timer or StageTimer()
+        if hasattr(animator, "attach_timer"):  # remote mode: round-trip and server times join the stats
+            animator.attach_timer(self.timer)
         self.recorder = recorder
         self.hold = hold
         self.source_crop = source_crop

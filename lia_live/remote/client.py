@@ -81,6 +81,8 @@ class RemoteAnimator:
         self.rtt_ms: deque = deque(maxlen=240)
         self.server_ms: deque = deque(maxlen=240)
         self.round_trips = self.reconnects = self.held_frames = 0
+        self.bytes_sent = self.bytes_received = 0
+        self.timer = None  # a StageTimer (attach_timer): round trips and server times go into the live stats
         self._sources: list[RemoteSource] = []
         self._current: RemoteSource | None = None
         self._pending: _Pending | None = None
@@ -151,21 +153,33 @@ class RemoteAnimator:
             return None
         self._seq += 1
         header = {**header, "session": self.session, "seq": self._seq}
+        message = pack(header, payload)
         t0 = time.perf_counter()
         try:
-            conn.send(pack(header, payload))
+            conn.send(message)
             while True:
-                reply, data = unpack(conn.recv(timeout=self.timeout))
+                raw = conn.recv(timeout=self.timeout)
+                reply, data = unpack(raw)
                 if reply.get("seq", self._seq) == self._seq:
                     break
         except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as e:
             self._lost(e)
             return None
-        self.rtt_ms.append((time.perf_counter() - t0) * 1e3)
-        if "server_ms" in reply:
-            self.server_ms.append(float(reply["server_ms"]))
+        rtt = time.perf_counter() - t0
+        server = float(reply.get("server_ms", 0.0)) / 1e3
+        self.rtt_ms.append(rtt * 1e3)
+        self.server_ms.append(server * 1e3)
         self.round_trips += 1
+        self.bytes_sent += len(message)
+        self.bytes_received += len(raw)
+        if self.timer is not None:
+            self.timer.add("rtt", rtt)
+            self.timer.add("server", server)
         return reply, data
+
+    def attach_timer(self, timer) -> None:
+        """Report each round trip and the server's time for it into the live loop's StageTimer."""
+        self.timer = timer
 
     def _lost(self, why: BaseException) -> None:
         with self._lock:
@@ -335,6 +349,7 @@ class RemoteAnimator:
         return {"rtt_ms": round(sum(rtt) / len(rtt), 3) if rtt else None,
                 "server_ms": round(sum(srv) / len(srv), 3) if srv else None,
                 "round_trips": self.round_trips, "reconnects": self.reconnects, "held_frames": self.held_frames,
+                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "connected": self._conn is not None}
 
     def line(self) -> str:
