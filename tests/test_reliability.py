@@ -27,8 +27,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from livedata import count_video_frames
-from media import moving_frames, write_video
+from media import count_video_frames, moving_frames, write_png_clips, write_video
 
 from lia_live.errors import CheckpointError, UserError
 from lia_live.fsutil import PARTIAL_MARK, atomic_dir, check_output_path
@@ -355,8 +354,6 @@ def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir,
                         str(readonly_dir / "c.safetensors")], capture_output=True, text=True, env=ENV)
     one_line_exit_2(r, "not writable")
     data = tmp_path / "data"
-    from test_train_units import write_png_clips
-
     write_png_clips(data, n_clips=2, n_frames=3)
     r = run_cli("train.run", "--preset", "tiny", "--data", data, "--out", readonly_dir / "run", "--iters", "1",
                 "--no-progress")
@@ -487,8 +484,6 @@ def test_odd_images_are_one_line(tmp_path):
 
 
 def test_zero_byte_training_frame_names_the_file(tmp_path):
-    from test_train_units import write_png_clips
-
     from train.data import find_videos, read_frame
 
     data = write_png_clips(tmp_path / "data", n_clips=1, n_frames=3)
@@ -499,8 +494,6 @@ def test_zero_byte_training_frame_names_the_file(tmp_path):
 
 
 def test_broken_training_frames_are_one_line(tmp_path):
-    from test_train_units import write_png_clips
-
     data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=3)
     for f in data.rglob("*.png"):
         f.write_bytes(b"")
