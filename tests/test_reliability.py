@@ -892,18 +892,6 @@ def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
 
 
 # -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------
-def _clips(root: Path, n_clips: int = 2, n_frames: int = 4) -> Path:
-    """Training clips: PNG folders of a moving square (root/train/clipN/00000.png ...)."""
-    for c in range(n_clips):
-        folder = root / "train" / f"clip{c}"
-        folder.mkdir(parents=True)
-        for t in range(n_frames):
-            img = np.full((64, 64, 3), 60 + 80 * c, np.uint8)
-            img[20:40, 8 + 8 * t:28 + 8 * t] = 230
-            cv2.imwrite(str(folder / f"{t:05d}.png"), img)
-    return root
-
-
 def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_path):
     from train.checkpoints import list_checkpoints
     from train.config import preset_config
@@ -911,7 +899,7 @@ def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_pa
 
     torch.set_num_threads(1)
     cfg = preset_config("tiny")
-    cfg.data, cfg.out, cfg.progress = str(_clips(tmp_path / "data")), str(tmp_path / "run"), False
+    cfg.data, cfg.out, cfg.progress = str(write_png_clips(tmp_path / "data", 2, 4)), str(tmp_path / "run"), False
     cfg.iters, cfg.batch_size, cfg.save_every, cfg.keep = 2, 2, 1, 5
     Trainer(cfg, torch.device("cpu")).run()
     first, newest = list_checkpoints(tmp_path / "run" / "checkpoints")[-2:]
