@@ -18,7 +18,7 @@ from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, Out
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench")
+SUBCOMMANDS = ("backends", "bench", "ui")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
@@ -104,6 +104,10 @@ def main(argv=None) -> int:
         return list_backends(argv[1:])
     if argv and argv[0] == "bench":
         return run_bench(argv[1:])
+    if argv and argv[0] == "ui":
+        from .ui import main_ui
+
+        return main_ui(argv[1:])
     cfg, dry_run = parse_config(argv)
     check_inputs(cfg)
     if dry_run:
