@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..remote.settings import RemoteConfig
 from ..settings import LiveConfig
 from .common import int_range
 from .configargs import config_from_args
@@ -51,5 +52,11 @@ def main_ui(argv: list[str]) -> int:
     cfg = LiveConfig(sources=tuple(a.source or ()), **{name: config_from_args(cls, a, name)
                                                        for name, cls, _ in GROUPS})
     check_inputs(cfg)
-    return run_panel(cfg, PanelOptions(host=a.host, port=a.port, browser=not a.no_browser,
-                                       given=given_settings(argv)))
+    opts = PanelOptions(host=a.host, port=a.port, browser=not a.no_browser, given=given_settings(argv))
+    remote = config_from_args(RemoteConfig, a, "remote")
+    if remote.remote is None:
+        return run_panel(cfg, opts)
+    from ..remote.client import run_remote  # the model on a 'lia-live serve' server: the panel works the same
+
+    stats = run_remote(cfg, remote, run=lambda c, animator: {"exit_code": run_panel(c, opts, animator=animator)})
+    return int(stats["exit_code"])

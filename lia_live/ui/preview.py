@@ -40,7 +40,7 @@ def tiles(frame: Any, with_output: bool, height: int = TILE_HEIGHT) -> tuple[np.
             found = bool(getattr(frame, "face_found", True))
             cv2.rectangle(cam, (x0, y0), (x1, y1), (0, 220, 0) if found else (230, 0, 0), 2)
         parts.append(("camera", cam))
-    face = getattr(frame, "face", None)
+    face = frame.face_rgb() if hasattr(frame, "face_rgb") else getattr(frame, "face", None)  # (S, S, 3) RGB
     if face is not None:
         parts.append(("animated", cv2.resize(face, (height, height), interpolation=cv2.INTER_AREA)))
     out = getattr(frame, "output", None)
