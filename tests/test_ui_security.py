@@ -31,7 +31,8 @@ def served(tmp_path_factory):
         ctrl = StandInController()
         lines: list[str] = []
         inp = SwitchingInput(InputChoice("0"), say=lines.append)
-        devices = Devices(inp, SwitchingOutputs((64, 64), 30.0, vcam=False, say=lines.append), say=lines.append)
+        outs = SwitchingOutputs((64, 64), 30.0, vcam=False, say=lines.append)
+        devices = Devices(inp, outs, ctrl, say=lines.append)
         panel = Panel(ctrl, devices, {}, say=lines.append, max_upload=200_000)
         server = PanelServer(panel, "secret-token", "127.0.0.1", 0, say=lines.append)
         server.start()

@@ -92,7 +92,7 @@ def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout
     inp = SwitchingInput(InputChoice(c.driving, c.size[0], c.size[1], c.fps), say=ctrl.say)
     o = cfg.output
     outs = SwitchingOutputs(o.size, o.fps or 30.0, o.vcam, o.vcam_device, o.vcam_backend, say=ctrl.say)
-    devices = Devices(inp, outs, say=ctrl.say, running=lambda: ctrl.running)
+    devices = Devices(inp, outs, ctrl, say=ctrl.say)
     panel = Panel(ctrl, devices, {**saved, **{"sources": [str(s) for s in cfg.sources]}})
     server = PanelServer(panel, new_token(), opts.host, opts.port, say=ctrl.say)
     if opts.host not in LOOPBACK:

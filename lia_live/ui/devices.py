@@ -236,12 +236,11 @@ class Devices:
 
     ACTIONS = ("set_input", "set_vcam", "record_video", "record_motion", "start", "stop")
 
-    def __init__(self, inp: SwitchingInput, outputs: SwitchingOutputs, say: Callable[[str], None] = log,
-                 running: Callable[[], bool] = lambda: False):
-        self.input, self.outputs, self.say, self._running = inp, outputs, say, running
+    def __init__(self, inp: SwitchingInput, outputs: SwitchingOutputs, controller=None,
+                 say: Callable[[str], None] = log):
+        self.input, self.outputs, self.controller, self.say = inp, outputs, controller, say
         self.want_running = True
         self.stop_requested = False
-        self.motion_wanted = False
         self.pending_sources: list[Path] = []  # uploaded while no session runs: used at the next start
         self._cond = threading.Condition()
 
@@ -249,7 +248,8 @@ class Devices:
         if action not in self.ACTIONS:
             raise UserError(f"unknown device action {action!r}")
         line = getattr(self, f"_{action}")(**params)
-        self.say(line)
+        if action != "record_motion":
+            self.say(line)
         return line
 
     def _set_input(self, driving: str, width: int | None = None, height: int | None = None,
@@ -276,8 +276,14 @@ class Devices:
         return "video recording: starting at the next frame" if on else "video recording: stopping"
 
     def _record_motion(self, on: bool) -> str:
-        self.motion_wanted = on
-        return "motion recording: starting at the next frame" if on else "motion recording: stopping"
+        if self.controller is None or not self.controller.running:
+            raise UserError("record_motion: start the pipeline first")
+        path = None
+        if on:
+            folder = self.outputs.record_dir or prefs.recordings_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            path = str(folder / f"lia-live-motion-{datetime.now():%Y%m%d-%H%M%S}.npz")
+        return self.controller.act("record_motion", path=path)  # the controller says it
 
     def _start(self) -> str:
         with self._cond:
@@ -285,6 +291,9 @@ class Devices:
             self.input.resume()
             self._cond.notify_all()
         return "starting" if not self._running() else "already running"
+
+    def _running(self) -> bool:
+        return bool(self.controller is not None and self.controller.running)
 
     def _stop(self) -> str:
         with self._cond:
@@ -300,6 +309,8 @@ class Devices:
 
     def state(self) -> dict:
         c = self.input.choice
+        st = self.controller.state() if self.controller is not None else {}
         return {"running": self._running(), "driving": c.driving, "camera_size": f"{c.width}x{c.height}",
-                "camera_fps": c.fps, "input_error": self.input.error, "motion_wanted": self.motion_wanted,
+                "camera_fps": c.fps, "input_error": self.input.error,
+                "motion_recording": st.get("motion_recording"), "last_motion": st.get("last_motion"),
                 **self.outputs.state()}

@@ -6,7 +6,7 @@ line gives (the command line wins). :func:`command_line` writes the equivalent `
 
 Uploaded portraits are kept (decoded and re-encoded as PNG, named by their content's hash) in
 ``$XDG_DATA_HOME/lia-live/sources`` (default ``~/.local/share``), so a saved setting can name them;
-recordings go to ``~/Videos/lia-live``. Nothing is written anywhere else.
+recordings go to ``$XDG_VIDEOS_DIR/lia-live`` (default ``~/Videos/lia-live``). Nothing is written anywhere else.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def sources_dir() -> Path:
 
 
 def recordings_dir() -> Path:
-    return Path.home() / "Videos" / "lia-live"
+    base = os.environ.get("XDG_VIDEOS_DIR") or str(Path.home() / "Videos")
+    return Path(base) / "lia-live"
 
 
 def load() -> dict:

@@ -122,8 +122,10 @@ class PreviewEncoder:
     def _encode(self, frame: Any) -> bytes:
         t0 = time.perf_counter()
         picture, parts = tiles(frame, self.with_output(), self.height)
-        header = {"seq": frame.seq, "tiles": parts, "captured": getattr(frame, "captured", None),
-                  "output_time": getattr(frame, "output_time", None), "encoded_time": time.time()}
+        published = getattr(frame, "published", 0.0)
+        behind = 1e3 * (time.perf_counter() - published) if published else 0.0
+        # the page adds the time from encoded_time (wall clock) to when it has drawn the frame
+        header = {"seq": frame.seq, "tiles": parts, "behind_ms": round(behind, 2), "encoded_time": time.time()}
         message = encode(picture, header)
         self.encode_ms = 1e3 * (time.perf_counter() - t0)
         self.encoded += 1

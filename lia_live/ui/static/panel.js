@@ -17,6 +17,7 @@ async function act(action, params = {}) {
     .catch(() => null);
 }
 function addMessage(line, error) {
+  line = line.replace(/«([a-z_]+)»/g, (m, name) => "--" + name.replace(/_/g, "-"));  // a setting as its flag
   const li = document.createElement("li");
   li.textContent = line;
   if (error || /^error|cannot|failed|warning|refused|no virtual camera/i.test(line)) li.className = "error";
@@ -37,7 +38,7 @@ async function showFrame(buf) {
   c.getContext("2d").drawImage(bmp, 0, 0);
   bmp.close();
   const behind = Date.now() - head.encoded_time * 1000 + (head.behind_ms || 0);
-  panel.seq = head.seq; c.dataset.seq = head.seq; panel.frames += 1;
+  panel.seq = head.seq; panel.head = head; c.dataset.seq = head.seq; panel.frames += 1;
   panel.latencies.push(behind); if (panel.latencies.length > 300) panel.latencies.shift();
   $("preview-latency").textContent = behind.toFixed(0);
   const tiles = $("tiles"); const key = head.tiles.map((t) => t.label).join();
@@ -94,7 +95,7 @@ function onStatus(s) {
   toggleButton("record-video", dev.recording, "Record video", "Stop recording");
   $("video-state").textContent = dev.recording ? `recording to ${dev.recording_path}` : (dev.last_recording ? `saved: ${dev.last_recording}` : "");
   toggleButton("record-motion", dev.motion_recording, "Record motion", "Stop motion recording");
-  $("motion-state").textContent = dev.motion_recording ? `recording to ${dev.motion_path}` : (dev.last_motion ? `saved: ${dev.last_motion}` : "");
+  $("motion-state").textContent = dev.motion_recording ? `recording to ${dev.motion_recording}` : (dev.last_motion ? `saved: ${dev.last_motion}` : "");
   $("input-state").textContent = dev.input_error ? dev.input_error : `now: ${dev.driving || ""}`;
   $("settings-file").textContent = s.settings_file || "";
   $("command").textContent = s.command || "";
