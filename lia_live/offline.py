@@ -14,6 +14,7 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Iterable, Iterator
@@ -44,16 +45,22 @@ def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
     return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
 
 
-def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator[np.ndarray]:
+def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict | None = None
+                 ) -> Iterator[np.ndarray]:
+    """Driving frames cropped around the tracked face (``mode`` auto); ``faces`` counts "frames" and "found"."""
     if mode == "none":
         yield from frames
         return
     from .tracking import FaceCropper
 
     cropper = FaceCropper(out_size=size)
+    faces = faces if faces is not None else {}
     try:
         for f in frames:
-            yield cropper.crop(f)
+            crop = cropper.crop(f)
+            faces["frames"] = faces.get("frames", 0) + 1
+            faces["found"] = faces.get("found", 0) + int(bool(cropper.last and cropper.last.found))
+            yield crop
     finally:
         cropper.close()
 
@@ -232,7 +239,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
 def replay_template(anim: Animator, template, batch: int, limit: int | None = None) -> Iterator[np.ndarray]:
     """Animate ``anim``'s source from a motion template, ``batch`` frames per step."""
     template.check_model(anim)
-    args = list(template.args(anim.device))[:limit]
+    args = list(itertools.islice(template.args(anim.device), limit))  # only the frames asked for
     with torch.inference_mode():
         for i in range(0, len(args), batch):
             yield from from_tensor(render_args(anim, args[i:i + batch]))
@@ -249,49 +256,64 @@ class AnimateResult:
     truncated_input: bool = False
 
 
+def _open_output(cfg, drive, template):
+    """The writer of ``cfg.output``: at the driving video's fps (with its audio), the template's, or 10."""
+    if drive is None:
+        fps = cfg.fps or (template.fps if template is not None else 10.0)
+        return open_writer(cfg.output, fps, overwrite=cfg.overwrite)
+    return open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
+                       overwrite=cfg.overwrite)
+
+
+def _frames_for(cfg, anim: Animator, portrait: np.ndarray, template, drive, batch: int, recorder,
+                faces: dict) -> tuple[Iterator[np.ndarray], int]:
+    """The output frames of the chosen mode (manipulation, template replay, driving video) and their count."""
+    if cfg.manipulate is not None:
+        return run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps), cfg.steps
+    if template is not None:
+        return replay_template(anim, template, batch, cfg.max_frames), min(len(template),
+                                                                          cfg.max_frames or len(template))
+    total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+    plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
+    return animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size, faces), plan, batch,
+                         cfg.max_frames, recorder, portrait), total
+
+
+def _no_face_error(cfg, faces: dict) -> UserError | None:
+    if faces.get("frames") and not faces.get("found"):
+        return UserError(f"no face found in any of the {plural(faces['frames'], 'frame')} of {cfg.driving} "
+                         "(«crop» auto), so there is no motion to follow; nothing was written")
+    return None
+
+
 def run_animate(cfg) -> AnimateResult:
     """Run ``lia-animate``.
 
     Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
     appears complete under its name or not at all: any error removes what was started (UserError). SIGTERM
     or a first Ctrl-C finish the current frame and finalise a playable, shorter output (``signal_exit``
-    143/130); a second Ctrl-C stops at once and keeps nothing.
+    143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
+    taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
     from .templates import MotionRecorder, load_template
 
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.motion) if getattr(cfg, "motion", None) else None
+    template = load_template(cfg.motion, cfg.max_frames) if getattr(cfg, "motion", None) else None
     drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
-    if drive is None:
-        fps = cfg.fps or (template.fps if template is not None else 10.0)
-        writer = open_writer(cfg.output, fps, overwrite=cfg.overwrite)
-    else:
-        writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
-                             overwrite=cfg.overwrite)
+    writer = _open_output(cfg, drive, template)
     encoder: BackgroundSink | None = None
-    frames: Iterator[np.ndarray] | None = None
     recorder = None
+    faces: dict[str, int] = {}
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
-        with stopper:
+        with stopper:  # held until every file is in place: a signal while finalising cannot cut a write
             anim = make_animator(cfg.model, cfg.motion_power)
             batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
             portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)
             if getattr(cfg, "record_motion", None) and drive is not None:
                 recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
-            if cfg.manipulate is not None:
-                frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
-                total = cfg.steps
-            elif template is not None:
-                frames = replay_template(anim, template, batch, cfg.max_frames)
-                total = min(len(template), cfg.max_frames or len(template))
-            else:
-                assert drive is not None
-                total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-                plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
-                frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
-                                       cfg.max_frames, recorder, portrait)
+            frames, total = _frames_for(cfg, anim, portrait, template, drive, batch, recorder, faces)
             encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
             for out in _progress(frames, total, cfg.progress, "lia-animate"):
                 encoder.put(out)
@@ -304,15 +326,19 @@ def run_animate(cfg) -> AnimateResult:
                 if stopper.requested:
                     return AnimateResult(0, None, stopper.exit_code)
                 raise UserError(f"no frames could be read from {cfg.driving}")
+            no_face = None if stopper.requested else _no_face_error(cfg, faces)
+            if no_face is not None:
+                raise no_face
             path = writer.close()
+            if recorder is not None and recorder.frames:
+                recorder.truncate(writer.frames)  # motion is recorded a batch ahead: keep the frames written
+                recorder.save(cfg.record_motion)
+                log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     except BaseException:
         if encoder is not None:
             encoder.cancel()
         writer.abort()  # errors and a second Ctrl-C: nothing is kept, not even a hidden temp file
         raise
-    if recorder is not None and recorder.frames:
-        recorder.save(cfg.record_motion)
-        log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 
