@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from livedata import count_video_frames, make_scene, write_video
+from livedata import make_scene
+from media import count_video_frames, write_video
 from uihelp import request
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -81,7 +82,7 @@ def media(tmp_path_factory, astronaut):
     second = np.ascontiguousarray(astronaut[:, ::-1])
     second = np.clip(second.astype(np.int16) + (60, -40, -40), 0, 255).astype(np.uint8)  # redder, mirrored
     cv2.imwrite(str(d / "second.png"), cv2.cvtColor(second, cv2.COLOR_RGB2BGR))
-    write_video(make_scene(astronaut, n=60, gaps=()).frames(), d / "clip.mp4", 30.0)
+    write_video(d / "clip.mp4", make_scene(astronaut, n=60, gaps=()).frames(), 30.0)
     return d
 
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from livedata import count_video_frames
+from media import count_video_frames
 from uihelp import Frame
 
 from lia_live.capture import IterableCapture
