@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .runtime import canonical_device
+
 AREA_ABOVE = 1.5  # same switch as tracking.crop_square: box side > 1.5·S → area filter
 
 
@@ -225,7 +227,7 @@ class FrameUploader:
     """
 
     def __init__(self, device: torch.device | str):
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.cuda = self.device.type == "cuda"
         self._host = _HostBuffer(pin=self.cuda)
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None

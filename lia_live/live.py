@@ -265,6 +265,14 @@ class LiveStages:
             self._compositors[i] = comp
         return comp
 
+    # ---- warm-up: before any stage takes a frame (GPU first-run fixes, docs/engines.md) -------------------------
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """Capture / compile the model's graphs on the model stage's thread and stream, then wait for the
+        device; the pipelined loop runs this as the model stage's ``on_start``, the serial loop first."""
+        with self._stream("infer"):
+            self.anim.warm_up()
+
     # ---- stages ------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _stream(self, name: str) -> Iterator[None]:
@@ -668,6 +676,7 @@ def _serial_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: lis
                  stop: threading.Event) -> None:
     sink = _Sink(cfg, stages, outputs, window)
     read = _reader(cap, stages, cfg.run.max_frames, stop, 1.0 / (cfg.output.fps or 30.0))
+    stages.warm_up()  # GPU first-run fixes: graphs captured before the first frame
     while not stop.is_set() and not sink.done():
         work = read(None)
         if work is END:
@@ -688,7 +697,7 @@ def _pipelined_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: 
     rendered = Handoff(newest_only=newest, capacity=1, name="rendered")  # stays ~3 stage times
     limit = None if cap.live else cfg.run.max_frames  # live: frames may be dropped; the sink counts
     pipe.stage("track", _reader(cap, stages, limit, pipe.stop, 1.0 / (cfg.output.fps or 30.0)), None, tracked)
-    pipe.stage("model", stages.infer, tracked, rendered)
+    pipe.stage("model", stages.infer, tracked, rendered, on_start=stages.warm_up)  # warm-up on the model's thread
     pipe.start()
     try:
         while not stop.is_set() and not sink.done():
