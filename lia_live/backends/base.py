@@ -89,7 +89,8 @@ def _parse_bool(text: str) -> bool:
 class BackendOption:
     """One option a backend takes: ``key`` (as written on the command line), its type, help and choices.
 
-    ``kind`` is "str", "int" or "bool"; ``arg`` is the factory's keyword (default: ``key`` with '-' → '_').
+    ``kind`` is "str", "int" or "bool"; ``arg`` is the factory's keyword (default: ``key`` with '-' → '_');
+    ``range`` (lo, hi): the values an "int" option accepts (every numeric option has one).
     """
 
     key: str
@@ -97,6 +98,7 @@ class BackendOption:
     kind: str = "str"
     choices: tuple[str, ...] | None = None
     arg: str | None = None
+    range: tuple[int, int] | None = None
 
     @property
     def kwarg(self) -> str:
@@ -115,10 +117,14 @@ class BackendOption:
             raise UserError(f"backend {backend!r} option {self.key}: {e}") from None
         if self.choices is not None and value not in self.choices:
             raise UserError(f"backend {backend!r} option {self.key}={value}: choose one of {', '.join(self.choices)}")
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            raise UserError(f"backend {backend!r} option {self.key}={value}: must be in [{self.range[0]}, "
+                            f"{self.range[1]}]")
         return value
 
     def describe(self) -> str:
-        choices = f" ({'|'.join(self.choices)})" if self.choices else f" ({self.kind})"
+        span = f", {self.range[0]}-{self.range[1]}" if self.range else ""
+        choices = f" ({'|'.join(self.choices)})" if self.choices else f" ({self.kind}{span})"
         return f"{self.key}{choices}: {self.help}"
 
 

@@ -194,7 +194,8 @@ def _available(device: torch.device) -> tuple[bool, str]:
 register_backend(BackendInfo(
     "cudagraph", CudaGraphBackend, _available, priority=50, precisions=("fp16", "fp32", "bf16"),
     default_precision="fp16", batch_friendly=True,
-    options=(BackendOption("warmup", "warm-up runs on a side stream before each capture", kind="int"),
+    options=(BackendOption("warmup", "warm-up runs on a side stream before each capture", kind="int",
+                           range=(0, 100)),
              BackendOption("share-pool", "one memory pool for all graphs (off: callers replay from several streams)",
                            kind="bool"),
              BackendOption("check", CHECK_HELP, kind="bool"))))

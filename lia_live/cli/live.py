@@ -5,20 +5,25 @@
     lia-live --source face.png --driving clip.mp4 --output out.mp4 --no-vcam
     lia-live backends                               # which inference backends work here
     lia-live bench ...                              # speed benchmark (lia_live.cli.bench)
+    lia-live serve                                  # animate for --remote clients (lia_live.cli.serve)
+    lia-live --source face.png --remote HOST:PORT --remote-token TOKEN   # the model runs on that server
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..log import log
+from ..remote.settings import RemoteConfig
 from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench")
+SUBCOMMANDS = ("backends", "bench", "serve")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
@@ -31,12 +36,14 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
+                       "'lia-live bench ...', 'lia-live serve ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
                        formatter_class=argparse.HelpFormatter)
     p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
     for name, cls, title in GROUPS:
         add_config_args(p.add_argument_group(title), cls, name)
+    add_config_args(p.add_argument_group("remote (the model runs on a 'lia-live serve' server)"), RemoteConfig,
+                    "remote")
     p.add_argument("--dry-run", action="store_true", help="check the inputs, print the resolved configuration "
                    "and exit")
     return p
@@ -48,20 +55,27 @@ def parse_config(argv=None):
     return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
 
 
-def check_inputs(cfg: LiveConfig) -> None:
-    """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
-    outputs can be written."""
-    from ..io import check_driving, read_image
-    from ..live import check_outputs
+def parse_remote(argv=None) -> RemoteConfig:
+    """The remote-mode settings of the same command line (``--remote`` and friends)."""
+    return config_from_args(RemoteConfig, build_parser().parse_args(argv), "remote")
 
-    for src in cfg.sources:
-        read_image(src, "source image")
+
+def check_inputs(cfg: LiveConfig) -> list:
+    """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
+    outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
+    from ..io import check_driving
+    from ..live import check_outputs, read_sources
+
+    portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
-    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
-        raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
-    check_outputs(cfg)
+    check_outputs(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    m = cfg.motion
+    if m.mode == "absolute" and m.reference != "first":
+        log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
+            "hotkey m switches to relative mode")
+    return portraits
 
 
 def list_backends(argv) -> int:
@@ -104,8 +118,13 @@ def main(argv=None) -> int:
         return list_backends(argv[1:])
     if argv and argv[0] == "bench":
         return run_bench(argv[1:])
+    if argv and argv[0] == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(argv[1:])
     cfg, dry_run = parse_config(argv)
-    check_inputs(cfg)
+    remote = parse_remote(argv)
+    portraits = check_inputs(cfg)
     if dry_run:
         for group, values in cfg.to_dict().items():
             if isinstance(values, dict):
@@ -113,10 +132,17 @@ def main(argv=None) -> int:
                     print(f"{group}.{k} = {v}")
             else:
                 print(f"{group} = {values}")
+        for k, v in vars(remote).items():
+            print(f"remote.{k} = {'***' if k == 'remote_token' and v else v}")
         return 0
     from ..live import run_live
 
-    stats = run_live(cfg)
+    if remote.remote is not None:
+        from ..remote.client import run_remote
+
+        stats = run_remote(cfg, remote, run=functools.partial(run_live, portraits=portraits))
+    else:
+        stats = run_live(cfg, portraits=portraits)
     return int(stats.get("exit_code", 0))
 
 
