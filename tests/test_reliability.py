@@ -1107,3 +1107,10 @@ def test_offsets_set_in_python_say_what_was_wrong():
         ctrl.set_offsets([0, 0, float("nan"), 0])
     with pytest.raises(UserError, match=r"got 3 values$"):
         ctrl.set_offsets([0, 0, 0])
+
+
+def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
+    base = ["--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam"]
+    one_line_exit_2(_live(capsys, *base, "--checkpoint", "/dev/zero"), "checkpoint is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", "/dev/zero"), "source image is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", inputs["folder"]), "source image is a folder")
