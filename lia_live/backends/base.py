@@ -24,6 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..model import Generator
+from ..runtime import canonical_device
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -48,7 +49,7 @@ class Backend:
     def __init__(self, generator: Generator, device: str | torch.device = "cpu", precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.device = torch.device(device)
+        self.device = canonical_device(device)  # cuda:N, never bare cuda: compared with tensors' devices
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.config = generator.config
@@ -67,6 +68,12 @@ class Backend:
 
     def describe(self) -> str:
         return f"{self.name} ({self.precision}, {self.device})"
+
+    warmup_calls = 0  # calls of each per-frame graph that warmup() makes by default (0: nothing to warm up)
+
+    def warmup(self, iters: int | None = None) -> None:
+        """Capture, compile or otherwise prepare every per-frame graph at batch 1 (``iters`` calls each;
+        default ``warmup_calls``), so that the first frame does not stall. Backends with lazy work override it."""
 
 
 def _parse_bool(text: str) -> bool:

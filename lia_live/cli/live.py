@@ -23,7 +23,7 @@ from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, Out
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench", "serve")
+SUBCOMMANDS = ("backends", "bench", "serve", "ui")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
@@ -36,7 +36,8 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...', 'lia-live serve ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
+                       "'lia-live bench ...', 'lia-live serve ...', 'lia-live ui ...' (the control panel).",
+                       epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
                        formatter_class=argparse.HelpFormatter)
     p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
@@ -122,6 +123,10 @@ def main(argv=None) -> int:
         from .serve import main as serve_main
 
         return serve_main(argv[1:])
+    if argv and argv[0] == "ui":
+        from .ui import main_ui
+
+        return main_ui(argv[1:])
     cfg, dry_run = parse_config(argv)
     remote = parse_remote(argv)
     portraits = check_inputs(cfg)
