@@ -113,9 +113,10 @@ def test_held_window_is_released_in_order_with_pass_through_frames(clip, tiny_ge
     released = out[3]
     assert [w.frame.index for w in released] == [0, 1, 2, 3]
     assert [w.passthrough for w in released] == [False, True, False, False] and released[1].face is None
-    assert stages.motion.choice.index == 2 and stages.motion.choice.window == 3  # the pass-through frame is no candidate
-    assert said[1].startswith("reference auto: choosing the reference pose among the frames of the next 0.09 s "
-                              "(its frames are rendered once it is chosen)")
+    c = stages.motion.choice
+    assert c.index == 2 and c.window == 3  # the pass-through frame is no candidate
+    assert said[:2] == ["reference auto: choosing the reference pose among the frames of the next 0.09 s (its "
+                        "frames are rendered once it is chosen)", "pass-through on (showing the camera)"]
     # the end of the input closes an open window with what it has
     stages.controller.act("reset_reference")
     with torch.inference_mode():
@@ -160,18 +161,23 @@ def test_landmarks_reference_live(tiny_generator, face):
     assert mesh.closed
 
 
-def test_landmarks_without_a_face_in_the_portrait_take_the_first_frame(tiny_generator):
+def test_landmarks_without_a_face_in_the_portrait_take_the_first_frame(tiny_generator, monkeypatch):
+    from lia_live import log
+
+    monkeypatch.setattr(log, "_FLAGS", [False])  # a library caller: settings by their names
     said = []
     stages = _stages(tiny_generator, np.zeros((64, 64, 3), np.uint8), said, landmarks=FakeMesh,
                      reference="landmarks", window_seconds=0.0)
     with torch.inference_mode():
         stages.process(np.full((64, 64, 3), 90, np.uint8), 0.0)
-    assert said == ["warning: reference landmarks: the face mesh finds no face in the portrait face; the first "
-                    "frame becomes the reference",
-                    "reference landmarks: choosing the reference pose among the frames of the next 0 s (the "
-                    "portrait keeps its own pose until then)"][:1] + said[1:]
+    assert said == ["warning: «reference» landmarks: the face mesh finds no face in the portrait face; the "
+                    "first frame becomes the reference",
+                    "reference pose: the first frame (the face mesh finds no face in the portrait)"]
     assert stages.motion.choice.index == 0 and stages.motion.choice.faces == 0
-    assert said[-1] == "reference pose: the face mesh found no face in the 1 driving frames; using the first frame"
+    assert stages.controller.messages()[1][0].startswith("warning: reference landmarks: ")
+    monkeypatch.setattr(log, "_FLAGS", [True])  # in lia-live: as flags, like its stderr
+    stages.controller.say("add «preview»")
+    assert stages.controller.messages()[1][-1] == "add --preview"
 
 
 def test_sources_added_and_compose_switched_at_frame_boundaries(tiny_generator, face):
@@ -182,8 +188,9 @@ def test_sources_added_and_compose_switched_at_frame_boundaries(tiny_generator, 
         out0 = stages.process(face, 0.0)
         ctl.act("add_source", image=np.ascontiguousarray(face[:, ::-1]), name="mirror")
         assert len(stages.sources) == 1  # queued only: the model stage encodes it with the next frame
-        out1 = stages.process(face, 0.04)
+        np.testing.assert_array_equal(stages.process(face, 0.04), out0)  # this frame was prepared before
         assert ctl.state()["sources"] == ["face", "mirror"] and ctl.state()["source_index"] == 1
+        out1 = stages.process(face, 0.06)  # the next one shows the new source
         assert stages.anim.source is stages.sources[1].state and np.abs(out1.astype(int) - out0).max() > 0
         ctl.act("select_source", index=0)
         np.testing.assert_array_equal(stages.process(face, 0.08), out0)  # same pose, first source again
@@ -197,7 +204,7 @@ def test_sources_added_and_compose_switched_at_frame_boundaries(tiny_generator, 
     auto.controller.act("add_source", image=np.zeros((64, 64, 3), np.uint8), name="blank")
     with torch.inference_mode():
         auto.process(face, 0.0)
-    assert said[-1].startswith("warning: source blank not added: no face found in blank")
+    assert sum(m.startswith("warning: source blank not added: no face found in blank") for m in said) == 1
     assert auto.controller.state()["sources"] == ["face"]
 
 
