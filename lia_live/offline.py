@@ -14,6 +14,8 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
+import itertools
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,8 +30,9 @@ from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
 from .log import log, plural
-from .motion import MotionArgs, nearest_to
+from .motion import MotionArgs, MotionController
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
+from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
 from .signals import Stopper
 
@@ -42,16 +45,22 @@ def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
     return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
 
 
-def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator[np.ndarray]:
+def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict | None = None
+                 ) -> Iterator[np.ndarray]:
+    """Driving frames cropped around the tracked face (``mode`` auto); ``faces`` counts "frames" and "found"."""
     if mode == "none":
         yield from frames
         return
     from .tracking import FaceCropper
 
     cropper = FaceCropper(out_size=size)
+    faces = faces if faces is not None else {}
     try:
         for f in frames:
-            yield cropper.crop(f)
+            crop = cropper.crop(f)
+            faces["frames"] = faces.get("frames", 0) + 1
+            faces["found"] = faces.get("found", 0) + int(bool(cropper.last and cropper.last.found))
+            yield crop
     finally:
         cropper.close()
 
@@ -108,56 +117,49 @@ class DrivePlan:
 
 
 class VideoDriver:
-    """Motion of a driving video → per-frame :class:`MotionArgs`, with the reference chosen per the plan."""
+    """Motion of a driving video → per-frame :class:`MotionArgs`: a :class:`MotionController` (the live
+    loop's) whose reference window is the whole clip, so both tools choose the reference the same way."""
 
-    def __init__(self, anim: Animator, plan: DrivePlan):
-        self.anim, self.plan = anim, plan
-        self.alpha_ref: torch.Tensor | None = None
-        self.choice: dict[str, Any] | None = None
+    def __init__(self, anim: Animator, plan: DrivePlan, fps: float = 25.0):
+        self.anim, self.plan, self.fps = anim, plan, fps
+        reference = plan.reference if plan.mode == "relative" else "first"  # absolute motion has no reference
+        self.motion = MotionController(anim.basis.shape[1], mode=plan.mode, power=plan.power, ease_seconds=0.0,
+                                       reference=reference, window_seconds=math.inf)
+        self.motion.set_source_alpha(anim.require_source().alpha)
+        self.frames = 0
+
+    @property
+    def choice(self) -> ReferenceChoice | None:
+        return self.motion.choice
+
+    @property
+    def whole_clip(self) -> bool:
+        """The reference is chosen over every frame (``auto``/``landmarks`` in relative mode)."""
+        return self.plan.mode == "relative" and self.motion.collecting
+
+    def choose(self, all_alphas: torch.Tensor, features: list | None = None) -> None:
+        """Offer every frame's α (N, M) (and landmark features) as candidates and choose the reference."""
+        for i, a in enumerate(all_alphas):
+            self.motion.offer(a[None], i / self.fps, features[i] if features is not None and i < len(features)
+                              else None)
+        message = self.motion.finish_reference()
+        if message:
+            log(message)
 
     def args(self, alphas: torch.Tensor) -> list[MotionArgs]:
         """Arguments for a batch of α (B, M) in the plan's mode."""
-        if self.plan.mode == "absolute":
-            return [MotionArgs(a[None], None, self.plan.power, None) for a in alphas]
-        if self.alpha_ref is None:
-            self.alpha_ref = alphas[:1].clone()  # the first frame (reference "first")
-        return [MotionArgs(a[None], self.alpha_ref, self.plan.power, None) for a in alphas]
-
-    def choose_reference(self, all_alphas: torch.Tensor) -> None:
-        """``reference="auto"``: the frame whose α is nearest the portrait's α_src (over the whole video)."""
-        src = self.anim.require_source().alpha  # (1, M)
-        best = nearest_to(all_alphas, src)
-        d = (all_alphas.float().cpu() - src.float().cpu()).norm(dim=1)  # (N,)
-        self.alpha_ref = all_alphas[best:best + 1].clone()
-        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
-                       "frames": len(all_alphas)}
-        log(f"reference pose: frame {best} of {len(all_alphas)} (distance to the portrait's pose "
-            f"{float(d[best]):.3f}; first frame {float(d[0]):.3f})")
-
-    def choose_by_landmarks(self, all_alphas: torch.Tensor, source, frames: list) -> None:
-        """``reference="landmarks"``: the frame whose landmark features (:mod:`lia_live.reference`) are nearest
-        the portrait's ``source``; ``frames`` holds one feature set (None: no face) per α row. Without a face
-        in any frame, the first frame."""
-        from .reference import nearest_features
-
-        n = len(all_alphas)
-        best, d = nearest_features(source, frames[:n])
-        if best is None:
-            log(f"reference pose: the face mesh found no face in the {n} driving frames; using the first frame")
-            best = 0
-        self.alpha_ref = all_alphas[best:best + 1].clone()
-        faces = int(np.isfinite(d).sum())
-        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
-                       "frames": n, "frames_with_face": faces}
-        if np.isfinite(d[best]):
-            log(f"reference pose: frame {best} of {n} by landmarks (distance to the portrait's pose "
-                f"{float(d[best]):.3f}; first frame {float(d[0]):.3f}; {faces} frames with a face)")
+        out = []
+        for a in alphas:
+            args, message = self.motion.update(a[None], self.frames / self.fps)
+            self.frames += 1
+            if message and self.plan.reference != "first":
+                log(message)
+            out.append(args)
+        return out
 
 
 def _with_landmarks(frames: Iterable[np.ndarray], out: list) -> Iterator[np.ndarray]:
     """Pass ``frames`` through, appending each one's landmark features (None: no face) to ``out``."""
-    from .reference import LandmarkReader
-
     with LandmarkReader() as reader:
         for f in frames:
             out.append(reader.features(f))
@@ -201,29 +203,25 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
     by_landmarks = plan.mode == "relative" and plan.reference == "landmarks"
     features: list = []  # per driving frame, filled by the decode thread (reference "landmarks")
     if by_landmarks:
-        from .reference import landmark_features
-
         if portrait is None:
             raise ValueError("reference 'landmarks' needs the portrait image")
         source_features = landmark_features(portrait)
         if source_features is None:
             raise UserError("«reference» landmarks: the face mesh finds no face in the source portrait (too small, "
                             "e.g. a full-body image, or turned away); use --reference first or auto")
+        driver.motion.set_source_features(source_features)
         frames = _with_landmarks(frames, features)
     pipe = Pipeline()
     decoded = _background(_batches(frames, anim.size, batch, limit), pipe, "decode")
     pipe.start()
     try:
         with torch.inference_mode():
-            if plan.mode == "relative" and plan.reference in ("auto", "landmarks"):
+            if driver.whole_clip:
                 alphas = [anim.motion(x) for x in _drain(decoded, pipe)]  # every frame's α first
                 if not alphas:
                     return
                 all_alphas = torch.cat(alphas)  # (N, M)
-                if by_landmarks:
-                    driver.choose_by_landmarks(all_alphas, source_features, features)
-                else:
-                    driver.choose_reference(all_alphas)
+                driver.choose(all_alphas, features if by_landmarks else None)
                 batches: Iterable[torch.Tensor] = all_alphas.split(batch)
             else:
                 batches = (anim.motion(x) for x in _drain(decoded, pipe))
@@ -241,7 +239,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
 def replay_template(anim: Animator, template, batch: int, limit: int | None = None) -> Iterator[np.ndarray]:
     """Animate ``anim``'s source from a motion template, ``batch`` frames per step."""
     template.check_model(anim)
-    args = list(template.args(anim.device))[:limit]
+    args = list(itertools.islice(template.args(anim.device), limit))  # only the frames asked for
     with torch.inference_mode():
         for i in range(0, len(args), batch):
             yield from from_tensor(render_args(anim, args[i:i + batch]))
@@ -258,49 +256,64 @@ class AnimateResult:
     truncated_input: bool = False
 
 
+def _open_output(cfg, drive, template):
+    """The writer of ``cfg.output``: at the driving video's fps (with its audio), the template's, or 10."""
+    if drive is None:
+        fps = cfg.fps or (template.fps if template is not None else 10.0)
+        return open_writer(cfg.output, fps, overwrite=cfg.overwrite)
+    return open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
+                       overwrite=cfg.overwrite)
+
+
+def _frames_for(cfg, anim: Animator, portrait: np.ndarray, template, drive, batch: int, recorder,
+                faces: dict) -> tuple[Iterator[np.ndarray], int]:
+    """The output frames of the chosen mode (manipulation, template replay, driving video) and their count."""
+    if cfg.manipulate is not None:
+        return run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps), cfg.steps
+    if template is not None:
+        return replay_template(anim, template, batch, cfg.max_frames), min(len(template),
+                                                                          cfg.max_frames or len(template))
+    total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+    plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
+    return animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size, faces), plan, batch,
+                         cfg.max_frames, recorder, portrait), total
+
+
+def _no_face_error(cfg, faces: dict) -> UserError | None:
+    if faces.get("frames") and not faces.get("found"):
+        return UserError(f"no face found in any of the {plural(faces['frames'], 'frame')} of {cfg.driving} "
+                         "(«crop» auto), so there is no motion to follow; nothing was written")
+    return None
+
+
 def run_animate(cfg) -> AnimateResult:
     """Run ``lia-animate``.
 
     Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
     appears complete under its name or not at all: any error removes what was started (UserError). SIGTERM
     or a first Ctrl-C finish the current frame and finalise a playable, shorter output (``signal_exit``
-    143/130); a second Ctrl-C stops at once and keeps nothing.
+    143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
+    taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
     from .templates import MotionRecorder, load_template
 
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.motion) if getattr(cfg, "motion", None) else None
+    template = load_template(cfg.motion, cfg.max_frames) if getattr(cfg, "motion", None) else None
     drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
-    if drive is None:
-        fps = cfg.fps or (template.fps if template is not None else 10.0)
-        writer = open_writer(cfg.output, fps, overwrite=cfg.overwrite)
-    else:
-        writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
-                             overwrite=cfg.overwrite)
+    writer = _open_output(cfg, drive, template)
     encoder: BackgroundSink | None = None
-    frames: Iterator[np.ndarray] | None = None
     recorder = None
+    faces: dict[str, int] = {}
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
-        with stopper:
+        with stopper:  # held until every file is in place: a signal while finalising cannot cut a write
             anim = make_animator(cfg.model, cfg.motion_power)
             batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
             portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)
             if getattr(cfg, "record_motion", None) and drive is not None:
                 recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
-            if cfg.manipulate is not None:
-                frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
-                total = cfg.steps
-            elif template is not None:
-                frames = replay_template(anim, template, batch, cfg.max_frames)
-                total = min(len(template), cfg.max_frames or len(template))
-            else:
-                assert drive is not None
-                total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-                plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
-                frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
-                                       cfg.max_frames, recorder, portrait)
+            frames, total = _frames_for(cfg, anim, portrait, template, drive, batch, recorder, faces)
             encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
             for out in _progress(frames, total, cfg.progress, "lia-animate"):
                 encoder.put(out)
@@ -313,15 +326,19 @@ def run_animate(cfg) -> AnimateResult:
                 if stopper.requested:
                     return AnimateResult(0, None, stopper.exit_code)
                 raise UserError(f"no frames could be read from {cfg.driving}")
+            no_face = None if stopper.requested else _no_face_error(cfg, faces)
+            if no_face is not None:
+                raise no_face
             path = writer.close()
+            if recorder is not None and recorder.frames:
+                recorder.truncate(writer.frames)  # motion is recorded a batch ahead: keep the frames written
+                recorder.save(cfg.record_motion)
+                log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     except BaseException:
         if encoder is not None:
             encoder.cancel()
         writer.abort()  # errors and a second Ctrl-C: nothing is kept, not even a hidden temp file
         raise
-    if recorder is not None and recorder.frames:
-        recorder.save(cfg.record_motion)
-        log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 

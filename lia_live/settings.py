@@ -71,8 +71,9 @@ class MotionConfig:
     mode: str = option("relative", "relative: motion relative to a reference pose (hotkey r retakes it); "
                        "absolute: each frame's own motion", choices=("relative", "absolute"))
     reference: str = option("first", "relative mode's reference pose: first = the first frame with a face; "
-                            "auto = the frame of the first REFERENCE_WINDOW seconds nearest the portrait's pose",
-                            choices=("first", "auto"))
+                            "auto / landmarks = the frame of the first REFERENCE_WINDOW seconds nearest the "
+                            "portrait's pose by motion code / by face-mesh landmarks",
+                            choices=("first", "auto", "landmarks"))
     reference_window: float = option(2.0, "seconds of frames --reference auto chooses from", range=(0.1, 60),
                                      metavar="SECONDS")
     motion_power: float = option(1.0, "scale of the relative motion", range=(0, 2))

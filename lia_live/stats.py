@@ -89,11 +89,25 @@ class StageTimer:
                     "latency_ms_mean": round(1e3 * self.latency_total / steady, 3) if steady > 0 else None,
                     **({"remote_ms_mean": remote} if remote else {})}
 
-    def line(self) -> str:
+    def snapshot(self) -> dict:
+        """The latest numbers over the recent window: frames, fps, capture→send latency, per-stage ms,
+        frames dropped and without a face (what a front end shows)."""
         ms = self.recent_ms()
-        stages = " ".join(f"{s} {ms[s]:.1f}" for s in STAGES if s in ms)
-        remote = " ".join(f"{s} {ms[s]:.1f}" for s in REMOTE if s in ms)
+        fps = self.fps()
         with self._lock:
             lat = 1e3 * sum(self.latency) / len(self.latency) if self.latency else 0.0
-        tail = f" | remote ms: {remote}" if remote else ""
-        return f"{self.fps():.1f} fps | latency {lat:.0f} ms | ms: {stages}{tail}"
+            return {"frames": self.frames, "fps": round(fps, 3), "latency_ms": round(lat, 3),
+                    "stage_ms": {k: round(v, 3) for k, v in ms.items()}, "dropped": self.dropped,
+                    "no_face": self.no_face}
+
+    def line(self) -> str:
+        return stats_line(self.snapshot())
+
+
+def stats_line(snapshot: dict) -> str:
+    """One line of a :meth:`StageTimer.snapshot`: fps, latency, the per-stage ms (and remote mode's)."""
+    ms = snapshot["stage_ms"]
+    stages = " ".join(f"{s} {ms[s]:.1f}" for s in STAGES if s in ms)
+    remote = " ".join(f"{s} {ms[s]:.1f}" for s in REMOTE if s in ms)
+    tail = f" | remote ms: {remote}" if remote else ""
+    return f"{snapshot['fps']:.1f} fps | latency {snapshot['latency_ms']:.0f} ms | ms: {stages}{tail}"

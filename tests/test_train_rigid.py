@@ -13,7 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_train_units import write_png_clips  # noqa: E402
+from media import write_png_clips  # noqa: E402
 
 from lia_live.model import Generator, GeneratorConfig  # noqa: E402
 from train.config import preset_config  # noqa: E402

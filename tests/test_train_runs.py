@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_train_units import write_png_clips  # noqa: E402
+from media import write_png_clips  # noqa: E402
 
 from lia_live.model.checkpoint import load_generator  # noqa: E402
 from train.checkpoints import newest_checkpoint  # noqa: E402

@@ -38,6 +38,7 @@ def int_range(lo: int, hi: int):
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"{v} is outside [{lo}, {hi}]")
         return v
+    parse.__name__ = "integer"  # argparse shows "invalid integer value"
     return parse
 
 

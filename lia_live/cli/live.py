@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..log import log
 from ..remote.settings import RemoteConfig
 from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench", "serve")
+SUBCOMMANDS = ("backends", "bench", "serve", "ui")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
@@ -34,7 +36,8 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...', 'lia-live serve ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
+                       "'lia-live bench ...', 'lia-live serve ...', 'lia-live ui ...' (the control panel).",
+                       epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
                        formatter_class=argparse.HelpFormatter)
     p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
@@ -58,20 +61,22 @@ def parse_remote(argv=None) -> RemoteConfig:
     return config_from_args(RemoteConfig, build_parser().parse_args(argv), "remote")
 
 
-def check_inputs(cfg: LiveConfig) -> None:
+def check_inputs(cfg: LiveConfig) -> list:
     """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
-    outputs can be written."""
-    from ..io import check_driving, read_image
-    from ..live import check_outputs
+    outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
+    from ..io import check_driving
+    from ..live import check_outputs, read_sources
 
-    for src in cfg.sources:
-        read_image(src, "source image")
+    portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
-    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
-        raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
-    check_outputs(cfg)
+    check_outputs(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    m = cfg.motion
+    if m.mode == "absolute" and m.reference != "first":
+        log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
+            "hotkey m switches to relative mode")
+    return portraits
 
 
 def list_backends(argv) -> int:
@@ -118,9 +123,13 @@ def main(argv=None) -> int:
         from .serve import main as serve_main
 
         return serve_main(argv[1:])
+    if argv and argv[0] == "ui":
+        from .ui import main_ui
+
+        return main_ui(argv[1:])
     cfg, dry_run = parse_config(argv)
     remote = parse_remote(argv)
-    check_inputs(cfg)
+    portraits = check_inputs(cfg)
     if dry_run:
         for group, values in cfg.to_dict().items():
             if isinstance(values, dict):
@@ -136,9 +145,9 @@ def main(argv=None) -> int:
     if remote.remote is not None:
         from ..remote.client import run_remote
 
-        stats = run_remote(cfg, remote)
+        stats = run_remote(cfg, remote, run=functools.partial(run_live, portraits=portraits))
     else:
-        stats = run_live(cfg)
+        stats = run_live(cfg, portraits=portraits)
     return int(stats.get("exit_code", 0))
 
 

@@ -32,6 +32,7 @@ from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
+from .records import load_record, stamp
 from .report import clean, summarize_run, summarize_video, write_reports
 
 ALL_METRICS = ("l1", "lpips", "aed", "akd")
@@ -198,19 +199,6 @@ def _undo_start(out: Path, made_out: bool) -> None:
             pass
 
 
-def load_record(path: Path, entry: VideoEntry, source: VideoEntry) -> dict | None:
-    """A finished video's record if it is there and matches the plan, else None (it will be recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if rec.get("name") != entry.name or rec.get("source") != source.name:
-        return None
-    return rec
-
-
 def evaluate_video(anim, entry: VideoEntry, source: VideoEntry, cfg: EvalConfig, plan: Plan, scorers: Scorers,
                    timers: dict[str, float], on_frames: Callable[[int], None], video_path: Path | None) -> dict:
     """Animate and score one video; returns its record (name, source, frames, per-frame lists, summary)."""
@@ -339,7 +327,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     records: dict[str, dict] = {}
     todo = []
     for entry, source in pairs:
-        rec = load_record(rec_dir / f"{safe_name(entry.name)}.json", entry, source)
+        rec = load_record(rec_dir / f"{safe_name(entry.name)}.json", entry, source, plan.metrics, log)
         if rec is None:
             todo.append((entry, source))
         else:
@@ -370,7 +358,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
                 if fresh:
                     start_run(cfg.out, run)
                     fresh = False
-                write_atomic(rec_dir / f"{safe_name(entry.name)}.json", json.dumps(clean(rec)) + "\n")
+                write_atomic(rec_dir / f"{safe_name(entry.name)}.json",
+                             json.dumps(clean(stamp(rec, entry, source))) + "\n")
                 records[entry.name] = rec
                 new_frames += rec["frames"]
         except BaseException:
