@@ -50,7 +50,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         ctrl.note("interrupted")
         raise
     except BaseException as e:
-        ctrl.note(f"error: {e}")
+        ctrl.note("error: " + (e.render(lambda n: f"«{n}»") if isinstance(e, UserError) else str(e)))
         raise
     finally:
         ctrl.end()
