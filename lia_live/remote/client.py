@@ -283,6 +283,9 @@ class RemoteAnimator:
             self._last_image = to_model(crop)  # until the first frame comes back: the portrait itself
         return src
 
+    def warm_up(self) -> None:
+        """Nothing to warm up here: the server warmed its backend up on its model thread when it started."""
+
     def require_source(self) -> RemoteSource:
         if self._current is None:
             raise RuntimeError("RemoteAnimator.set_source(image) must be called before motion()/render()")

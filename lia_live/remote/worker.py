@@ -20,6 +20,7 @@ import torch
 
 from ..animator import Animator
 from ..backends import SourceState
+from ..log import log
 from .protocol import to_model, to_uint8
 
 FRAME = "frame"  # a plan's alpha/reference: this request's own crop's α
@@ -131,6 +132,10 @@ class ModelWorker:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        try:
+            self.anim.warm_up()  # on the thread that makes every model call (compiled / CUDA-graph backends)
+        except Exception as e:  # noqa: BLE001 - the first frames pay for it instead; the server still serves
+            log(f"warning: warming the backend up failed ({type(e).__name__}: {e}); going on without")
         while True:
             job = self._next(None)
             if job is None:
