@@ -50,7 +50,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         ctrl.note("interrupted")
         raise
     except BaseException as e:
-        ctrl.note(f"error: {e}")
+        ctrl.note("error: " + (e.render(lambda n: f"«{n}»") if isinstance(e, UserError) else str(e)))
         raise
     finally:
         ctrl.end()
@@ -89,7 +89,7 @@ def _open_and_loop(cfg: LiveConfig, ctrl: LiveController, anim: Animator, source
         if tracker is None and cfg.motion.crop == "auto":
             tracker = FaceTracker(detect_every=cfg.motion.detect_every)
             resources.append(tracker)
-        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg))
+        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg), log=ctrl.say)
         resources.append(cap)
         ctrl.say(f"input: {cap.name} ({'live: newest frame only' if cap.live else 'file: every frame'})")
         out_fps = (cfg.output.fps or 30.0) if (cap.live or cfg.output.fps) else cap.fps
