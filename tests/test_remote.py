@@ -255,6 +255,7 @@ def _start_server(ckpt, port: int, extra=()):
     return proc, int(line.split(":")[2].split(",")[0])
 
 
+@pytest.mark.slow  # two server processes start (torch import): ~10 s on 2 idle cores
 def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys):
     """SIGKILL the server mid-run, start it again on the same port: the client never crashes, no output frame
     is black (the last animated frame is held), it says so once, reconnects by itself and animates again."""
@@ -354,3 +355,35 @@ def test_stats_show_round_trip_and_server_time(gen, faces, portrait_png, capsys)
     assert set(remote) == {"rtt", "server"} and remote["rtt"] >= remote["server"] > 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "| remote ms: rtt " in ln]
     assert lines and " server " in lines[-1]
+
+
+def test_every_render_plan_matches_the_local_animator(gen, faces):
+    """The speculative one-trip plan and every explicit fallback (power changed, reference = this frame,
+    a stored reference, absolute, the neutral pose, offsets) give the local animator's image (PNG: exact up
+    to the uint8 transfer), with one round trip per step once the arguments settle."""
+    crops = [torch.from_numpy(f[:, 12:84]).permute(2, 0, 1)[None].float() for f in driving(faces[0], 10)]
+    crops = [torch.nn.functional.interpolate(c, size=64, mode="area").round() / 127.5 - 1 for c in crops]
+    local = Animator(gen)
+    local.set_source(faces[1])
+    off = torch.zeros(1, 8)
+    off[0, 2] = 0.4
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN, codec="png")
+        anim.set_source(faces[1])
+        ref_r = ref_l = None
+        for i, x in enumerate(crops):
+            a, la = anim.motion(x), local.motion(x)
+            assert torch.equal(a, la)
+            if i == 0:
+                ref_r, ref_l = a, la
+            args = [(a, a, 1.0, None), (a, a, 0.5, None), (a, ref_r, 1.0, None), (a, ref_r, 1.0, None),
+                    (a, None, 1.0, None), (None, ref_r, 1.0, off), (a, ref_r, 1.5, off), (a, ref_r, 1.5, off),
+                    (a, ref_r, 1.5, off), (a, a, 1.0, None)][i]
+            largs = tuple(la if v is a else ref_l if v is ref_r else v for v in args)
+            got = anim.render(*args)
+            want = local.render(*largs).clamp(-1, 1)
+            assert (got - want).abs().max().item() <= 1.01 / 127.5, i
+        trips = anim.stats()["round_trips"]
+        anim.close()
+    # steps 0, 3, 7, 8 hit the speculative plan (1 trip); the others needed an explicit render (2 trips)
+    assert trips == 10 + 6
