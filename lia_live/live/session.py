@@ -89,7 +89,7 @@ def _open_and_loop(cfg: LiveConfig, ctrl: LiveController, anim: Animator, source
         if tracker is None and cfg.motion.crop == "auto":
             tracker = FaceTracker(detect_every=cfg.motion.detect_every)
             resources.append(tracker)
-        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg))
+        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg), log=ctrl.say)
         resources.append(cap)
         ctrl.say(f"input: {cap.name} ({'live: newest frame only' if cap.live else 'file: every frame'})")
         out_fps = (cfg.output.fps or 30.0) if (cap.live or cfg.output.fps) else cap.fps
