@@ -35,12 +35,14 @@ from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
 from .signals import Stopper
+from .templates import MotionRecorder, load_template
+from .tracking import FaceCropper, crop_portrait
 
 
 def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
     if not enabled:
         return it
-    from tqdm import tqdm
+    from tqdm import tqdm  # only a run that shows a progress bar needs it
 
     return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
 
@@ -51,8 +53,6 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict
     if mode == "none":
         yield from frames
         return
-    from .tracking import FaceCropper
-
     cropper = FaceCropper(out_size=size)
     faces = faces if faces is not None else {}
     try:
@@ -68,8 +68,6 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
     if mode == "none":
         return image
-    from .tracking import crop_portrait
-
     return crop_portrait(image, size, name=name)
 
 
@@ -295,8 +293,6 @@ def run_animate(cfg) -> AnimateResult:
     143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
     taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
-    from .templates import MotionRecorder, load_template
-
     source = read_image(cfg.source, "source image")
     template = load_template(cfg.motion, cfg.max_frames) if getattr(cfg, "motion", None) else None
     drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)

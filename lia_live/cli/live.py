@@ -16,14 +16,13 @@ import functools
 import sys
 from pathlib import Path
 
-from ..errors import UserError
 from ..log import log
 from ..remote.settings import RemoteConfig
 from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
 from .common import ArgumentParser, user_errors
 from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench", "serve")
+SUBCOMMANDS = ("backends", "bench", "serve", "ui")
 
 
 GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
@@ -36,7 +35,8 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
                        "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...', 'lia-live serve ...'.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
+                       "'lia-live bench ...', 'lia-live serve ...', 'lia-live ui ...' (the control panel).",
+                       epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
                        formatter_class=argparse.HelpFormatter)
     p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
                    help="source portrait; repeat for several (hotkey n switches)")
@@ -65,12 +65,16 @@ def check_inputs(cfg: LiveConfig) -> list:
     outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
     from ..io import check_driving
     from ..live import check_outputs, read_sources
+    from ..paths import regular_file
+    from ..templates import read_offsets
 
     portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
-    if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
-        raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
+    if cfg.model.checkpoint is not None:
+        regular_file(cfg.model.checkpoint, "checkpoint")  # not found, a folder, a device: one line
     check_outputs(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).exists():
+        read_offsets(cfg.motion.offsets)  # its values now (their count once the model is known)
     m = cfg.motion
     if m.mode == "absolute" and m.reference != "first":
         log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
@@ -122,6 +126,10 @@ def main(argv=None) -> int:
         from .serve import main as serve_main
 
         return serve_main(argv[1:])
+    if argv and argv[0] == "ui":
+        from .ui import main_ui
+
+        return main_ui(argv[1:])
     cfg, dry_run = parse_config(argv)
     remote = parse_remote(argv)
     portraits = check_inputs(cfg)

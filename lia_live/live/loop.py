@@ -48,11 +48,12 @@ class Sink:
         self._send(out)
         t1 = time.perf_counter()
         self.timer.add("send", t1 - t0)
+        self.stages.record(work)
         self.timer.frame_done(work.frame.captured, t1)
         self.last_out = out
         f = work.frame
         self.controller.publish(PreviewFrame(f.image, work.box, work.face_found, work.face, out, self.timer.sent - 1,
-                                             f.captured))
+                                             f.captured, time.perf_counter()))
         self.poll()
         if self.cfg.run.stats_every > 0 and time.perf_counter() >= self.next_print:
             log(self.timer.line())
