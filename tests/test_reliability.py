@@ -1087,3 +1087,30 @@ def test_one_frame_is_one_frame(inputs, tmp_path, capsys):
                                 "--crop", "none", "--stats-every", "0"]])
     err = capsys.readouterr().err
     assert rc == 0 and "done: 1 frame |" in err and "(1 frame)" in err and "1 frames" not in err, err
+
+
+def test_dry_run_checks_the_offsets_values(inputs, tmp_path, capsys):
+    off = tmp_path / "off.json"
+    off.write_text('{"format": "lia-live-offsets/1", "offsets": [0, Infinity]}')
+    one_line_exit_2(_live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam",
+                          "--offsets", off), f"offsets file {off}: value 1 is inf")
+    off.write_text("[0, 0.5]")  # the count is checked once the model is loaded
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--offsets", off)
+    assert rc == 0, err
+
+
+def test_offsets_set_in_python_say_what_was_wrong():
+    from lia_live.motion import MotionController
+
+    ctrl = MotionController(4)
+    with pytest.raises(UserError, match=r"got 4 values, 1 of them not finite$"):
+        ctrl.set_offsets([0, 0, float("nan"), 0])
+    with pytest.raises(UserError, match=r"got 3 values$"):
+        ctrl.set_offsets([0, 0, 0])
+
+
+def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
+    base = ["--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam"]
+    one_line_exit_2(_live(capsys, *base, "--checkpoint", "/dev/zero"), "checkpoint is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", "/dev/zero"), "source image is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", inputs["folder"]), "source image is a folder")
