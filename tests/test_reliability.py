@@ -1145,3 +1145,16 @@ def test_training_numbers_have_ranges(tmp_path, flag, value, needle, capsys):
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_out_overlapping_the_data_is_refused(inputs, tmp_path):
+    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+
+    data = tmp_path / "data"
+    (data / "test" / "vidA").mkdir(parents=True)
+    for out, needle in ((data / "test" / "report", "overlap"), (data, "overlap"), (tmp_path, "overlap")):
+        cfg = EvalConfig(checkpoint=inputs["ck"], data=data, out=out, metrics=("l1",), domain="face",
+                         progress=False)
+        with pytest.raises(UserError, match=needle):
+            run_evaluation(cfg, log=lambda s: None)
+    assert not (data / "test" / "report").exists()

@@ -31,7 +31,7 @@ from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
 from ..log import plural
-from ..paths import read_json
+from ..paths import inside, read_json, same_file
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
 from .records import load_record, stamp
@@ -292,6 +292,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     from .lpips_weights import find_alexnet_weights
 
     log = log or (lambda s: print(s, file=sys.stderr))
+    if same_file(cfg.out, cfg.data) or inside(cfg.out, cfg.data) or inside(cfg.data, cfg.out):
+        raise UserError(f"«out» {cfg.out} and «data» {cfg.data} overlap: the reports would be read as test "
+                        "videos (or written among them); choose an «out» folder outside the data")
     videos, folder = discover_videos(cfg.data, cfg.split)
     if cfg.max_videos is not None:
         videos = videos[:cfg.max_videos]
