@@ -1158,3 +1158,14 @@ def test_eval_out_overlapping_the_data_is_refused(inputs, tmp_path):
         with pytest.raises(UserError, match=needle):
             run_evaluation(cfg, log=lambda s: None)
     assert not (data / "test" / "report").exists()
+
+
+def test_an_engine_sidecar_that_is_not_an_object_means_rebuild(tmp_path):
+    from lia_live.backends.cache import EngineSpec, commit, is_stale, sidecar
+
+    spec = EngineSpec(kind="onnxruntime", graph="motion", weights="ab" * 32, size=64, precision="fp32", extra={})
+    path = tmp_path / "e.onnx"
+    commit(path, spec, lambda tmp: tmp.write_bytes(b"an engine"), built_by="test")
+    assert is_stale(path, spec) == (False, "up to date")
+    sidecar(path).write_text("[1, 2]")
+    assert is_stale(path, spec) == (True, "metadata is not a JSON object")
