@@ -874,6 +874,7 @@ def test_every_int_backend_option_declares_its_range():
     (["--motion", "T", "--crop", "auto"], "--crop applies to --driving videos only"),
     (["--manipulate", "1", "--mode", "absolute"], "--mode applies to --driving videos only (--manipulate"),
     (["--driving", "D", "--mode", "absolute", "--reference", "landmarks"], "--mode absolute has none"),
+    (["--driving", "D", "--mode", "absolute", "--motion-power", "0.5"], "--motion-power scales relative motion"),
 ])
 def test_options_that_do_not_apply_are_refused(inputs, tmp_path, capsys, extra, needle):
     from lia_live.cli.animate import main as animate
@@ -888,7 +889,10 @@ def test_options_that_do_not_apply_are_refused(inputs, tmp_path, capsys, extra, 
 def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
     rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
                     "absolute", "--reference", "auto")
-    assert rc == 0 and err.count("warning: --reference auto") == 1, err
+    assert rc == 0 and err.count("warning: --reference auto shapes relative motion") == 1, err
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
+                    "absolute", "--motion-power", "1.5")
+    assert rc == 0 and err.count("warning: --motion-power 1.5 shapes relative motion") == 1, err
 
 
 # -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------

@@ -89,8 +89,10 @@ def refuse_idle_options(a) -> None:
             what = "a --motion template carries each frame's mode, reference and power" if a.motion is not None \
                 else "--manipulate walks one motion direction"
             raise UserError(f"{as_flag(given[0])} applies to --driving videos only ({what}); leave it out")
-    if a.mode == "absolute" and a.reference is not None:
-        raise UserError("--reference chooses the reference pose of relative motion; --mode absolute has none")
+    if a.mode == "absolute":
+        for k, what in (("reference", "chooses the reference pose of"), ("motion_power", "scales")):
+            if getattr(a, k) is not None:
+                raise UserError(f"{as_flag(k)} {what} relative motion; --mode absolute has none")
     for k, v in DRIVING_ONLY.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
