@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import signal
 import sys
 from collections.abc import Callable
 
 from ..errors import UserError, as_flag
 from ..fsutil import os_error_line
 from ..log import set_program
+from ..signals import EXIT_CODES
 
 
 def user_errors(prog: str) -> Callable:
@@ -29,7 +31,12 @@ def user_errors(prog: str) -> Callable:
         def main(argv=None) -> int:
             set_program(prog)
             try:
-                return fn(argv)
+                code = fn(argv)
+                if argv is None and code in EXIT_CODES.values():
+                    # stopped by a signal, everything is in place: a repeated SIGTERM while the interpreter
+                    # shuts down is the same request (not a kill that turns exit 143 into death by signal)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                return code
             except UserError as e:
                 print(f"{prog}: error: {e.render(as_flag)}", file=sys.stderr)
                 return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 import ssl
 import threading
@@ -86,11 +87,11 @@ class RemoteServer:
     # ---- running ---------------------------------------------------------------------------------------------
     async def serve(self, on_ready: Callable[[str, int], None] | None = None) -> None:
         """Listen until :meth:`stop`."""
-        import websockets
+        from websockets.asyncio.server import serve
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with websockets.serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
+        async with serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
                                     max_size=self.cfg.max_message, max_queue=2,
                                     open_timeout=self.cfg.hello_timeout, ping_interval=10, ping_timeout=20,
                                     logger=_quiet_logger()) as server:
@@ -278,6 +279,9 @@ def serve_forever(server: RemoteServer, announce: Callable[[str, int], None]) ->
     started = time.perf_counter()
     try:
         asyncio.run(main())
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise UserError(f"cannot listen on {server.cfg.host}:{server.cfg.port}: {why}") from None
     finally:
         server.worker.close()
-        log(f"stopped after {time.perf_counter() - started:.0f} s")
+    log(f"stopped after {time.perf_counter() - started:.0f} s")
