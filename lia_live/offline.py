@@ -14,7 +14,6 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,24 +26,26 @@ from .backends import default_batch_size
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
-from .log import log, plural
+from .log import log, plural, progress_bar
 from .motion import MotionArgs, nearest_to
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .runtime import make_animator
+from .settings import AnimateConfig
 from .signals import Stopper
 
 
-def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
+def center_square(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image (a view; the image itself when square): what ``none`` means for
+    «crop» and «source_crop» in every tool."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top:top + side, left:left + side]
 
 
 def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator[np.ndarray]:
     if mode == "none":
-        yield from frames
+        yield from (center_square(f) for f in frames)
         return
     from .tracking import FaceCropper
 
@@ -58,7 +59,7 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator
 
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
     if mode == "none":
-        return image
+        return center_square(image)
     from .tracking import crop_portrait
 
     return crop_portrait(image, size, name=name)
@@ -258,7 +259,30 @@ class AnimateResult:
     truncated_input: bool = False
 
 
-def run_animate(cfg) -> AnimateResult:
+def _open_output(cfg: AnimateConfig, drive, template):
+    """The output writer, at the driving video's fps (with its audio), the template's, or 10 fps."""
+    if drive is None:
+        fps = cfg.fps or (template.fps if template is not None else 10.0)
+        return open_writer(cfg.output, fps, overwrite=cfg.overwrite)
+    return open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
+                       overwrite=cfg.overwrite)
+
+
+def _animated_frames(cfg: AnimateConfig, anim: Animator, batch: int, drive, template, recorder,
+                     portrait: np.ndarray) -> tuple[Iterator[np.ndarray], int]:
+    """The output frames of the job (a sweep, a template replay or a driving video) and how many there are."""
+    if cfg.manipulate is not None:
+        return run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps), cfg.steps
+    if template is not None:
+        return (replay_template(anim, template, batch, cfg.max_frames),
+                min(len(template), cfg.max_frames or len(template)))
+    total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
+    plan = DrivePlan(cfg.motion.mode, cfg.motion.reference, cfg.motion.motion_power)
+    return animate_video(anim, _crop_stream(iter(drive), cfg.motion.crop, anim.size), plan, batch, cfg.max_frames,
+                         recorder, portrait), total
+
+
+def run_animate(cfg: AnimateConfig) -> AnimateResult:
     """Run ``lia-animate``.
 
     Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
@@ -269,43 +293,31 @@ def run_animate(cfg) -> AnimateResult:
     from .templates import MotionRecorder, load_template
 
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.motion) if getattr(cfg, "motion", None) else None
-    drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
-    if drive is None:
-        fps = cfg.fps or (template.fps if template is not None else 10.0)
-        writer = open_writer(cfg.output, fps, overwrite=cfg.overwrite)
-    else:
-        writer = open_writer(cfg.output, cfg.fps or drive.fps, audio_from=drive.path if drive.has_audio else None,
-                             overwrite=cfg.overwrite)
+    template = load_template(cfg.template) if cfg.template is not None else None
+    drive = None
+    if cfg.manipulate is None and template is None and cfg.driving is not None:
+        drive = open_frames(cfg.driving, cfg.fps)
+    writer = _open_output(cfg, drive, template)
     encoder: BackgroundSink | None = None
     frames: Iterator[np.ndarray] | None = None
     recorder = None
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
         with stopper:
-            anim = make_animator(cfg.model, cfg.motion_power)
-            batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
-            portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
+            anim = make_animator(cfg.model, cfg.motion.motion_power)
+            batch = cfg.batch_size or default_batch_size(anim.device, anim.backend.name)
+            portrait = crop_source(source, cfg.motion.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)
-            if getattr(cfg, "record_motion", None) and drive is not None:
+            if cfg.record_motion is not None and drive is not None:
                 recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
-            if cfg.manipulate is not None:
-                frames = run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps)
-                total = cfg.steps
-            elif template is not None:
-                frames = replay_template(anim, template, batch, cfg.max_frames)
-                total = min(len(template), cfg.max_frames or len(template))
-            else:
-                assert drive is not None
-                total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-                plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
-                frames = animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size), plan, batch,
-                                       cfg.max_frames, recorder, portrait)
+            frames, total = _animated_frames(cfg, anim, batch, drive, template, recorder, portrait)
             encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
-            for out in _progress(frames, total, cfg.progress, "lia-animate"):
-                encoder.put(out)
-                if stopper.requested:
-                    break
+            with progress_bar(total, "lia-animate", enabled=cfg.progress) as bar:
+                for out in frames:
+                    encoder.put(out)
+                    bar.update(1)
+                    if stopper.requested:
+                        break
             getattr(frames, "close", lambda: None)()  # stops the decode thread of an unfinished video
             encoder.finish()
             if writer.frames == 0:
@@ -319,11 +331,11 @@ def run_animate(cfg) -> AnimateResult:
             encoder.cancel()
         writer.abort()  # errors and a second Ctrl-C: nothing is kept, not even a hidden temp file
         raise
-    if recorder is not None and recorder.frames:
+    if recorder is not None and recorder.frames and cfg.record_motion is not None:
         recorder.save(cfg.record_motion)
         log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 
-__all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "render_args",
+__all__ = ["DrivePlan", "center_square", "VideoDriver", "animate_video", "crop_source", "render_args",
            "replay_template", "run_animate", "run_manipulation"]

@@ -1,5 +1,7 @@
-"""``lia-live bench`` / ``scripts/bench.py``: runs end to end on a tiny checkpoint and reports honestly."""
+"""``lia-live bench``: runs end to end on a tiny checkpoint and reports honestly."""
 
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -102,10 +104,32 @@ def test_lia_live_bench_subcommand_runs_the_benchmark(tiny_ckpt, capsys):
     assert "--backend-option mode (freezing|" in out and "default --batch-size 1" in out
 
 
-def test_bench_script_is_a_thin_wrapper():
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--help"], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0 and "--naive-frames" in res.stdout and "--batch-sizes" in res.stdout
+def _help(main, *argv) -> str:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return buf.getvalue()
+
+
+def test_every_subcommand_has_help():
+    from lia_live.cli.live import SUBCOMMANDS
+    from lia_live.cli.live import main as live_main
+
+    assert sorted(SUBCOMMANDS) == ["backends", "bench", "convert", "engines"]
+    for argv in (["bench"], ["backends"], ["convert"], ["engines"], ["engines", "build"]):
+        assert _help(live_main, *argv).startswith("usage: lia-live " + " ".join(argv)), argv
+    assert "--naive-frames" in _help(live_main, "bench") and "SRC" in _help(live_main, "convert")
+    assert "--engine-dir" in _help(live_main, "engines", "build")
+    assert "'lia-live convert'" in _help(live_main)  # the main help lists every subcommand
+
+
+def test_engines_build_refuses_a_backend_it_cannot_build(capsys):
+    from lia_live.cli.live import main as live_main
+
+    with pytest.raises(SystemExit) as e:
+        live_main(["engines", "build", "--backends", "eager"])
+    assert e.value.code == 2 and "unknown 'eager'; choose from tensorrt,onnxruntime" in capsys.readouterr().err
 
 
 def test_runtime_bench_does_not_import_the_cli():

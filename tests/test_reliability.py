@@ -350,11 +350,10 @@ def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir,
     r = run_cli("lia_live.cli.evaluate", "--checkpoint", inputs["ck"], "--data", inputs["folder"],
                 "--out", readonly_dir / "eval", "--metrics", "l1", "--domain", "face", "--no-progress")
     one_line_exit_2(r, "not writable")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert_checkpoint.py"), str(inputs["ck"]),
-                        str(readonly_dir / "c.safetensors")], capture_output=True, text=True, env=ENV)
+    r = run_cli("lia_live.cli.live", "convert", inputs["ck"], readonly_dir / "c.safetensors")
     one_line_exit_2(r, "not writable")
     data = tmp_path / "data"
-    from test_train_units import write_png_clips
+    from traindata import write_png_clips
 
     write_png_clips(data, n_clips=2, n_frames=3)
     r = run_cli("train.run", "--preset", "tiny", "--data", data, "--out", readonly_dir / "run", "--iters", "1",
@@ -486,7 +485,7 @@ def test_odd_images_are_one_line(tmp_path):
 
 
 def test_zero_byte_training_frame_names_the_file(tmp_path):
-    from test_train_units import write_png_clips
+    from traindata import write_png_clips
 
     from train.data import find_videos, read_frame
 
@@ -498,7 +497,7 @@ def test_zero_byte_training_frame_names_the_file(tmp_path):
 
 
 def test_broken_training_frames_are_one_line(tmp_path):
-    from test_train_units import write_png_clips
+    from traindata import write_png_clips
 
     data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=3)
     for f in data.rglob("*.png"):
@@ -550,14 +549,16 @@ def test_unsupported_devices_are_one_line(inputs, device, tmp_path):
 def test_failed_eval_leaves_no_run_record_and_single_videos_are_their_own_run(inputs, tmp_path, astronaut,
                                                                             monkeypatch):
     from lia_live.evaluation import runner
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
 
     vids = tmp_path / "vids"
     vids.mkdir()
     a = write_video(vids / "a.mp4", moving_frames(astronaut, 4, size=64), fps=10)
     b = write_video(vids / "b.mp4", moving_frames(astronaut, 4, size=64, step=5), fps=10)
     out = tmp_path / "eval"
-    cfg = EvalConfig(checkpoint=inputs["ck"], data=a, out=out, metrics=("l1",), domain="face", progress=False)
+    model = ModelConfig(checkpoint=inputs["ck"], device="cpu")
+    cfg = EvalConfig(model=model, data=a, out=out, metrics=("l1",), domain="face", progress=False)
 
     def broken(*_a, **_k):
         raise UserError("simulated failure before anything was scored")
@@ -571,8 +572,8 @@ def test_failed_eval_leaves_no_run_record_and_single_videos_are_their_own_run(in
     assert doc["overall"]["videos"] == 1
     assert json.loads((out / "run.json").read_text())["data"] == str(a.resolve())
     with pytest.raises(UserError, match="other settings"):  # another video of that folder is another run
-        run_evaluation(EvalConfig(checkpoint=inputs["ck"], data=b, out=out, metrics=("l1",), domain="face",
-                                  progress=False), log=lambda s: None)
+        run_evaluation(EvalConfig(model=model, data=b, out=out, metrics=("l1",), domain="face", progress=False),
+                       log=lambda s: None)
 
 
 # -- class 10: what users read ----------------------------------------------------------------------------

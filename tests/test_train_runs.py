@@ -15,18 +15,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from traindata import write_png_clips
+
+from lia_live.model.checkpoint import load_generator
+from train.checkpoints import newest_checkpoint
+from train.config import preset_config
+from train.data import find_videos, read_frame, to_tensor
+from train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_train_units import write_png_clips  # noqa: E402
-
-from lia_live.model.checkpoint import load_generator  # noqa: E402
-from train.checkpoints import newest_checkpoint  # noqa: E402
-from train.config import preset_config  # noqa: E402
-from train.data import find_videos, read_frame, to_tensor  # noqa: E402
-from train.trainer import Trainer  # noqa: E402
 
 CPU = torch.device("cpu")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -16,36 +16,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from traindata import write_png_clips
+
+from lia_live.errors import UserError
+from lia_live.model import GeneratorConfig
+from train import config as tconfig
+from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint
+from train.data import PairDataset, RankBatchSampler, find_videos
+from train.discriminator import Discriminator
+from train.losses import AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features
+from train.run import main as run_main
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from lia_live.errors import UserError  # noqa: E402
-from lia_live.model import GeneratorConfig  # noqa: E402
-from train import config as tconfig  # noqa: E402
-from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint  # noqa: E402
-from train.data import PairDataset, RankBatchSampler, find_videos  # noqa: E402
-from train.discriminator import Discriminator  # noqa: E402
-from train.losses import AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features  # noqa: E402
-from train.run import main as run_main  # noqa: E402
-
-
-def write_png_clips(root: Path, n_clips: int, n_frames: int, size: int = 64, seed: int = 0) -> Path:
-    """Clips of a disc moving over a shaded coloured background (a different colour per clip)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    for c in range(n_clips):
-        bg = rng.uniform(40, 215, size=3)
-        folder = root / "train" / f"clip{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for t in range(n_frames):
-            cx, cy = size * (0.3 + 0.4 * t / max(1, n_frames - 1)), size * (0.5 + 0.1 * c)
-            img = np.empty((size, size, 3))
-            img[:] = bg
-            img[(xx - cx) ** 2 + (yy - cy) ** 2 < (size * 0.2) ** 2] = 255 - bg
-            img = img * (0.75 + 0.25 * xx[..., None] / size)
-            cv2.imwrite(str(folder / f"{t:05d}.png"), img.clip(0, 255).astype(np.uint8))
-    return root
 
 
 # -- config / CLI -------------------------------------------------------------------------------------
@@ -339,16 +321,15 @@ def test_checkpoint_keeps_last_k_and_loads_weights_only(tmp_path, tiny_config):
 
 def test_killed_write_leaves_previous_checkpoint_intact(tmp_path):
     """SIGKILL a process in the middle of writing checkpoint 2: checkpoint 1 stays the newest and loads."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys, time, torch
-        sys.path.insert(0, {str(REPO)!r})
         from lia_live.model import Generator, GeneratorConfig
         from train.discriminator import Discriminator
         from train.checkpoints import save_checkpoint
         torch.manual_seed(0)
         gen = Generator.from_config(GeneratorConfig(64, 64, 8, 1, 8)); dis = Discriminator(64, channel_div=8)
         go, do = torch.optim.Adam(gen.parameters()), torch.optim.Adam(dis.parameters())
-        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 1, gen, dis, go, do, {{}}, keep=3)
+        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 1, gen, dis, go, do, {}, keep=3)
         real_save = torch.save
         def slow_save(obj, f, *a, **k):
             with open(f, "wb") as fh:
@@ -357,11 +338,11 @@ def test_killed_write_leaves_previous_checkpoint_intact(tmp_path):
                 print("writing", flush=True)
                 time.sleep(60)
         torch.save = slow_save
-        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 2, gen, dis, go, do, {{}}, keep=3)
+        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 2, gen, dis, go, do, {}, keep=3)
     """)
     folder = tmp_path / "checkpoints"
     proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})  # -c: the repo is importable
     try:
         assert proc.stdout.readline().strip() == "writing"
         proc.send_signal(signal.SIGKILL)
