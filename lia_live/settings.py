@@ -147,10 +147,10 @@ class MotionConfig:
     mode: str = option("relative", "relative: motion relative to a reference pose (see --reference; the "
                        "official demo); absolute: each frame's own motion (the official evaluation)",
                        choices=("relative", "absolute"))
-    reference: str = option("first", "relative mode's reference pose: first = the first frame with a face "
-                            "(official demo); auto = the frame whose motion is nearest the portrait's own pose "
-                            "(live: within the first REFERENCE_WINDOW seconds); landmarks = the frame whose "
-                            "face-mesh head pose and mouth/eye openness are nearest the portrait's",
+    reference: str = option("first", "relative mode's reference pose: first = the first driving frame (live: "
+                            "the first with a face; the official demo); auto = the frame whose motion is nearest "
+                            "the portrait's own pose (live: within the first REFERENCE_WINDOW seconds); landmarks = "
+                            "the frame whose face-mesh head pose and mouth/eye openness are nearest the portrait's",
                             choices=("first", "auto", "landmarks"))
     reference_window: float = option(2.0, "seconds of frames --reference auto chooses from", range=(0.1, 60),
                                      metavar="SECONDS")

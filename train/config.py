@@ -210,12 +210,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, set[st
     """(config, dry_run, names given on the command line). The preset fills the defaults first."""
     ns = build_parser().parse_args(argv)
     values = parsed_values(ns)
+    dry_run = values.pop("dry_run")
     cfg = preset_config(values.get("preset", "vox"))
     try:
         cfg = apply_values(cfg, values)
     except ValueError as e:  # the generator config refuses its values
         raise UserError(f"bad model size: {e}") from None
-    return cfg, ns.dry_run, {name.rsplit(".", 1)[-1] for name in values}
+    return cfg, dry_run, {name.rsplit(".", 1)[-1] for name in values}
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
