@@ -119,6 +119,8 @@ class ModelConfig:
     backend_options: tuple[str, ...] = option((), "backend option KEY=VALUE (repeatable), e.g. mode=max-autotune "
                                               "for the compile backend", flag="--backend-option",
                                               metavar="KEY=VALUE", repeat=True)
+    threads: int | None = option(None, "CPU threads of the model (default: PyTorch's, one per core); fewer leave "
+                                 "cores to the camera, OBS or other jobs", range=(1, 1024), metavar="N")
 
 
 @dataclass(frozen=True)

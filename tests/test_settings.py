@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lia_live.cli import animate, evaluate
 from lia_live.cli import live as live_cli
 from lia_live.errors import UserError, as_flag
 from lia_live.offline import center_square
 from lia_live.options import apply_values, config_from_args
+from lia_live.runtime import model_device
 from lia_live.settings import AnimateConfig, EvalConfig, LiveConfig, ModelConfig, MotionConfig, flag_for
 from train import config as train_config
 
@@ -148,3 +150,26 @@ def test_no_module_outside_the_cli_imports_it():
             "print(sorted(m for m in sys.modules if m.startswith('lia_live.cli')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
+
+
+@pytest.mark.parametrize("parse, argv", [(parse_live, ["--source", "s.png"]),
+                                         (parse_animate, ["--source", "s.png", "--output", "o", "--driving", "d"]),
+                                         (parse_eval, ["--data", "d", "--out", "o"])])
+def test_threads_is_one_option_of_every_inference_tool(parse, argv, capsys):
+    assert parse(argv).model.threads is None
+    assert parse([*argv, "--threads", "3"]).model.threads == 3
+    for bad in ("0", "1.5", "nan"):
+        with pytest.raises(SystemExit) as e:
+            parse([*argv, "--threads", bad])
+        assert e.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_the_model_runs_with_the_thread_count_asked_for():
+    n = torch.get_num_threads()
+    try:
+        assert model_device(ModelConfig(device="cpu", threads=1)) == "cpu" and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        model_device(ModelConfig(device="cpu"))  # not given: PyTorch's own count stays
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)

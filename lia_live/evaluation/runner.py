@@ -32,7 +32,7 @@ from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
 from ..log import progress_bar
-from ..runtime import resolve_checkpoint, resolve_device
+from ..runtime import model_device, resolve_checkpoint
 from ..settings import METRICS, EvalConfig
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
@@ -298,7 +298,7 @@ def plan_job(cfg: EvalConfig, log: Callable[[str], None]) -> Job:
     from .lpips_weights import find_alexnet_weights, load_alexnet_convs
 
     checkpoint = resolve_checkpoint(cfg.model.checkpoint, allow_demo=False)
-    device = resolve_device(cfg.model.device)
+    device = model_device(cfg.model)
     videos, folder = discover_videos(cfg.data, cfg.split)
     if cfg.max_videos is not None:
         videos = videos[:cfg.max_videos]
