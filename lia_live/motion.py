@@ -3,9 +3,13 @@
 The :class:`~lia_live.animator.Animator` owns the latent arithmetic (``w + (α_src + p·(α − α_ref) + o)·Qᵀ``);
 a :class:`MotionController` decides, frame by frame, which α, reference, power and offset go into it:
 
-- the reference pose is taken from the first frame with a face (``reference="first"``) or, with
-  ``reference="auto"``, from the frame of a short start-up window whose α is nearest the portrait's own
-  α_src (so the animation starts from the portrait's pose); ``reset_reference()`` takes it again;
+- the reference pose is taken from the first frame with a face (``reference="first"``) or chosen among the
+  frames of a start-up window (``auto``: α nearest the portrait's own α_src; ``landmarks``: face-mesh head
+  pose and mouth/eye openness nearest the portrait's) by :func:`lia_live.reference.choose_reference`, the
+  one implementation ``lia-animate`` uses too; ``reset_reference()`` takes it again. While a window is being
+  collected :meth:`update` shows the neutral pose (the portrait as it is); a caller that can wait (a file)
+  :meth:`offer` s the window's frames instead and renders them once the choice is made, or at the end of the
+  input (:meth:`finish_reference`);
 - while no face is seen, the shown motion eases back to the neutral pose (the portrait as it is) with
   time constant ``ease_seconds``, measured in media time so a file gives the same result at any speed;
 - ``offsets`` (one value per motion direction) are added to α: LIA's linear manipulation, live.
@@ -23,10 +27,11 @@ from dataclasses import dataclass
 import torch
 
 from .errors import UserError
+from .reference import REFERENCES, LandmarkFeatures, ReferenceChoice, choose_reference
 
 MODES = ("relative", "absolute")
-REFERENCES = ("first", "auto")
 POWER_RANGE = (0.0, 2.0)
+EASE_RANGE = (0.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -39,22 +44,6 @@ class MotionArgs:
     offset: torch.Tensor | None  # (1, M)
 
 
-@dataclass(frozen=True)
-class ReferenceChoice:
-    """How the reference was chosen: frame index in the window, its distance to α_src, the first frame's."""
-
-    index: int
-    distance: float
-    first_distance: float
-    window: int
-
-    def describe(self) -> str:
-        if self.window <= 1:
-            return f"reference pose captured (distance to the portrait's pose {self.distance:.3f})"
-        return (f"reference pose: frame {self.index + 1} of a {self.window}-frame window, distance to the "
-                f"portrait's pose {self.distance:.3f} (first frame: {self.first_distance:.3f})")
-
-
 class MotionController:
     """Reference, mode, power, easing and offsets for one live session (see the module docstring)."""
 
@@ -62,24 +51,27 @@ class MotionController:
                  reference: str = "first", window_seconds: float = 2.0):
         if mode not in MODES:
             raise UserError(f"unknown motion mode {mode!r}; choose relative or absolute")
-        if reference not in REFERENCES:
-            raise UserError(f"unknown reference choice {reference!r}; choose first or auto")
+        _check_reference(reference)
         self._lock = threading.RLock()
         self.motion_dim = motion_dim
         self.relative = mode == "relative"
         self.power = 1.0
         self.set_power(power)
-        self.ease_seconds = float(ease_seconds)
+        self.ease_seconds = 1.0
+        self.set_ease(ease_seconds)
         self.reference = reference
         self.window_seconds = float(window_seconds)
         self.alpha_ref: torch.Tensor | None = None
         self.alpha_source: torch.Tensor | None = None  # (1, M) the portrait's own α, for reference="auto"
+        self.source_features: LandmarkFeatures | None = None  # the portrait's, for reference="landmarks"
+        self.source_features_known = False
         self.alpha: torch.Tensor | None = None  # the motion shown last (eased while the face is lost)
         self.offsets = torch.zeros(motion_dim)  # (M,)
         self.selected = 0  # the direction the offset keys act on
         self.choice: ReferenceChoice | None = None
         self._want_reference = True
         self._window: list[torch.Tensor] = []
+        self._features: list[LandmarkFeatures | None] = []
         self._window_start: float | None = None
         self._t_last: float | None = None
 
@@ -92,24 +84,52 @@ class MotionController:
         """Take the reference again from the next frame(s) with a face."""
         with self._lock:
             self._want_reference = True
-            self._window, self._window_start = [], None
+            self._window, self._features, self._window_start = [], [], None
+
+    def set_reference(self, reference: str) -> None:
+        """Change how the reference is chosen, and take it again that way."""
+        _check_reference(reference)
+        with self._lock:
+            self.reference = reference
+            self.reset_reference()
 
     def toggle_mode(self) -> str:
         with self._lock:
             self.relative = not self.relative
             return self.mode
 
+    def set_mode(self, mode: str) -> str:
+        if mode not in MODES:
+            raise UserError(f"unknown motion mode {mode!r}; choose relative or absolute")
+        with self._lock:
+            self.relative = mode == "relative"
+            return self.mode
+
     def set_power(self, value: float) -> float:
+        """Set the motion power, clamped to POWER_RANGE (the hotkeys step past the ends)."""
         if not math.isfinite(value):
             raise UserError(f"motion power must be a finite number, got {value}")
         with self._lock:
             self.power = round(min(POWER_RANGE[1], max(POWER_RANGE[0], float(value))), 3)
             return self.power
 
+    def set_ease(self, seconds: float) -> float:
+        if not (math.isfinite(seconds) and EASE_RANGE[0] <= seconds <= EASE_RANGE[1]):
+            raise UserError(f"ease must be a number of seconds in [{EASE_RANGE[0]:g}, {EASE_RANGE[1]:g}], "
+                            f"got {seconds}")
+        with self._lock:
+            self.ease_seconds = float(seconds)
+            return self.ease_seconds
+
     def set_source_alpha(self, alpha: torch.Tensor) -> None:
         """The portrait's α_src (1, M): the target of ``reference="auto"``."""
         with self._lock:
             self.alpha_source = alpha.detach().float().reshape(1, -1)
+
+    def set_source_features(self, features: LandmarkFeatures | None) -> None:
+        """The portrait's landmark features (None: the mesh found no face): the target of ``landmarks``."""
+        with self._lock:
+            self.source_features, self.source_features_known = features, True
 
     def select_direction(self, step: int = 1) -> int:
         with self._lock:
@@ -121,6 +141,16 @@ class MotionController:
         with self._lock:
             self.offsets[self.selected] = round(float(self.offsets[self.selected]) + amount, 4)
             return float(self.offsets[self.selected])
+
+    def set_offset(self, index: int, value: float) -> float:
+        """Set direction ``index``'s offset (and select that direction); returns the value set."""
+        if not 0 <= index < self.motion_dim or not math.isfinite(value):
+            raise UserError(f"offset: direction must be in [0, {self.motion_dim - 1}] and the value finite, "
+                            f"got direction {index}, value {value}")
+        with self._lock:
+            self.selected = index
+            self.offsets[index] = round(float(value), 4)
+            return float(self.offsets[index])
 
     def reset_offsets(self) -> None:
         with self._lock:
@@ -138,12 +168,24 @@ class MotionController:
     def want_reference(self) -> bool:
         return self._want_reference
 
+    @property
+    def collecting(self) -> bool:
+        """A reference is wanted and is chosen over a window of frames (``auto``/``landmarks``)."""
+        return self._want_reference and self.reference != "first"
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """The window being collected is compared by landmarks: the caller should pass frame features."""
+        return self._want_reference and self.reference == "landmarks"
+
     # ---- per frame (model thread) -------------------------------------------------------------------------
-    def update(self, alpha: torch.Tensor | None, t: float) -> tuple[MotionArgs, str | None]:
-        """Feed the driving frame's α (None: no face) at media time ``t``.
+    def update(self, alpha: torch.Tensor | None, t: float, features: LandmarkFeatures | None = None
+               ) -> tuple[MotionArgs, str | None]:
+        """Feed the driving frame's α (None: no face) at media time ``t`` (and its landmark features while
+        ``needs_landmarks``).
 
         Returns the animator's arguments for this frame and a message to show the user (or None), e.g. when
-        the reference pose was just taken.
+        the reference pose was just taken. While a window is collected the neutral pose is shown.
         """
         with self._lock:
             dt = 0.0 if self._t_last is None else max(0.0, t - self._t_last)
@@ -151,13 +193,29 @@ class MotionController:
             message = None
             if alpha is not None:
                 if self._want_reference:
-                    message = self._collect_reference(alpha, t)
+                    message = self._collect(alpha, t, features, "the portrait keeps its own pose until then")
                 self.alpha = alpha
             elif self.alpha is not None:
                 keep = math.exp(-dt / self.ease_seconds) if self.ease_seconds > 0 else 0.0
                 target = self._neutral()
                 self.alpha = target + (self.alpha - target) * keep  # (1, M)
             return self._args(), message
+
+    def offer(self, alpha: torch.Tensor | None, t: float, features: LandmarkFeatures | None = None) -> str | None:
+        """Add a frame to the reference window without showing anything (a caller that renders the window's
+        frames once :attr:`collecting` turns False). Returns a message to show, or None."""
+        with self._lock:
+            if alpha is None or not self.collecting:
+                return None
+            return self._collect(alpha, t, features, "its frames are rendered once it is chosen")
+
+    def finish_reference(self) -> str | None:
+        """Choose the reference now from the frames collected so far (the input ended before the window
+        did); None when no window is open."""
+        with self._lock:
+            if not self.collecting or not self._window:
+                return None
+            return self._choose()
 
     def _args(self) -> MotionArgs:
         ref = self.alpha_ref if self.relative else None
@@ -175,40 +233,43 @@ class MotionController:
         assert self.alpha is not None
         return self.alpha
 
-    def _collect_reference(self, alpha: torch.Tensor, t: float) -> str | None:
-        if self.reference == "first" or self.alpha_source is None:
-            self._set_reference([alpha], 0)
-            return self.choice.describe() if self.relative and self.choice else None
-        if self._window_start is None:
-            self._window_start = t
+    def _collect(self, alpha: torch.Tensor, t: float, features: LandmarkFeatures | None, meanwhile: str
+                 ) -> str | None:
+        """One more frame for the reference; the choice's message once made (or the window's opening one)."""
+        if self.reference == "first":
+            self._window, self._features = [alpha.detach()], [features]
+            return self._choose()
+        opening = self._window_start is None
+        start = t if self._window_start is None else self._window_start
+        self._window_start = start
         self._window.append(alpha.detach())
-        if t - self._window_start < self.window_seconds:
-            return None
-        best = nearest_to(torch.cat(self._window), self.alpha_source)
-        self._set_reference(self._window, best)
-        return self.choice.describe() if self.relative and self.choice else None
+        self._features.append(features)
+        if t - start >= self.window_seconds:
+            return self._choose()
+        if opening:
+            return (f"reference {self.reference}: choosing the reference pose among the frames of the next "
+                    f"{self.window_seconds:g} s ({meanwhile})")
+        return None
 
-    def _set_reference(self, window: list[torch.Tensor], index: int) -> None:
-        src = self.alpha_source
-        dist = [float((a.float().cpu() - src.cpu()).norm()) if src is not None else float("nan") for a in window]
-        self.alpha_ref = window[index]
-        self.choice = ReferenceChoice(index, dist[index], dist[0], len(window))
+    def _choose(self) -> str | None:
+        c = choose_reference(self.reference, torch.cat(self._window), self.alpha_source, self._features,
+                             self.source_features)
+        self.alpha_ref = self._window[c.index]
+        self.choice = c
         self._want_reference = False
-        self._window, self._window_start = [], None
+        self._window, self._features, self._window_start = [], [], None
+        return c.describe() if self.relative else None
 
     def state(self) -> dict:
-        """A JSON-friendly view for stats and the overlay."""
+        """A JSON-friendly view for stats, front ends and the overlay."""
         with self._lock:
-            c = self.choice
-            return {"mode": self.mode, "motion_power": self.power, "reference": self.reference,
-                    "reference_set": self.alpha_ref is not None,
-                    "reference_choice": None if c is None else {"index": c.index, "distance": round(c.distance, 5),
-                                                                "first_distance": round(c.first_distance, 5),
-                                                                "window": c.window},
+            return {"mode": self.mode, "power": self.power, "ease": self.ease_seconds, "reference": self.reference,
+                    "reference_taken": self.alpha_ref is not None, "reference_pending": self._want_reference,
+                    "reference_choice": None if self.choice is None else self.choice.to_dict(),
                     "selected_direction": self.selected, "offsets": [round(float(v), 4) for v in self.offsets]}
 
 
-def nearest_to(alphas: torch.Tensor, target: torch.Tensor) -> int:
-    """Index of the row of ``alphas`` (N, M) nearest (L2) to ``target`` (1, M)."""
-    d = (alphas.float().cpu() - target.float().cpu().reshape(1, -1)).norm(dim=1)  # (N,)
-    return int(torch.argmin(d))
+def _check_reference(reference: str) -> None:
+    if reference not in REFERENCES:
+        raise UserError(f"unknown reference choice {reference!r}; choose first, auto or landmarks")
+

@@ -14,6 +14,7 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,9 @@ from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
 from .log import log, plural, progress_bar
-from .motion import MotionArgs, nearest_to
+from .motion import MotionArgs, MotionController
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
+from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
 from .settings import AnimateConfig
 from .signals import Stopper
@@ -109,56 +111,49 @@ class DrivePlan:
 
 
 class VideoDriver:
-    """Motion of a driving video → per-frame :class:`MotionArgs`, with the reference chosen per the plan."""
+    """Motion of a driving video → per-frame :class:`MotionArgs`: a :class:`MotionController` (the live
+    loop's) whose reference window is the whole clip, so both tools choose the reference the same way."""
 
-    def __init__(self, anim: Animator, plan: DrivePlan):
-        self.anim, self.plan = anim, plan
-        self.alpha_ref: torch.Tensor | None = None
-        self.choice: dict[str, Any] | None = None
+    def __init__(self, anim: Animator, plan: DrivePlan, fps: float = 25.0):
+        self.anim, self.plan, self.fps = anim, plan, fps
+        reference = plan.reference if plan.mode == "relative" else "first"  # absolute motion has no reference
+        self.motion = MotionController(anim.basis.shape[1], mode=plan.mode, power=plan.power, ease_seconds=0.0,
+                                       reference=reference, window_seconds=math.inf)
+        self.motion.set_source_alpha(anim.require_source().alpha)
+        self.frames = 0
+
+    @property
+    def choice(self) -> ReferenceChoice | None:
+        return self.motion.choice
+
+    @property
+    def whole_clip(self) -> bool:
+        """The reference is chosen over every frame (``auto``/``landmarks`` in relative mode)."""
+        return self.plan.mode == "relative" and self.motion.collecting
+
+    def choose(self, all_alphas: torch.Tensor, features: list | None = None) -> None:
+        """Offer every frame's α (N, M) (and landmark features) as candidates and choose the reference."""
+        for i, a in enumerate(all_alphas):
+            self.motion.offer(a[None], i / self.fps, features[i] if features is not None and i < len(features)
+                              else None)
+        message = self.motion.finish_reference()
+        if message:
+            log(message)
 
     def args(self, alphas: torch.Tensor) -> list[MotionArgs]:
         """Arguments for a batch of α (B, M) in the plan's mode."""
-        if self.plan.mode == "absolute":
-            return [MotionArgs(a[None], None, self.plan.power, None) for a in alphas]
-        if self.alpha_ref is None:
-            self.alpha_ref = alphas[:1].clone()  # the first frame (reference "first")
-        return [MotionArgs(a[None], self.alpha_ref, self.plan.power, None) for a in alphas]
-
-    def choose_reference(self, all_alphas: torch.Tensor) -> None:
-        """``reference="auto"``: the frame whose α is nearest the portrait's α_src (over the whole video)."""
-        src = self.anim.require_source().alpha  # (1, M)
-        best = nearest_to(all_alphas, src)
-        d = (all_alphas.float().cpu() - src.float().cpu()).norm(dim=1)  # (N,)
-        self.alpha_ref = all_alphas[best:best + 1].clone()
-        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
-                       "frames": len(all_alphas)}
-        log(f"reference pose: frame {best} of {len(all_alphas)} (distance to the portrait's pose "
-            f"{float(d[best]):.3f}; first frame {float(d[0]):.3f})")
-
-    def choose_by_landmarks(self, all_alphas: torch.Tensor, source, frames: list) -> None:
-        """``reference="landmarks"``: the frame whose landmark features (:mod:`lia_live.reference`) are nearest
-        the portrait's ``source``; ``frames`` holds one feature set (None: no face) per α row. Without a face
-        in any frame, the first frame."""
-        from .reference import nearest_features
-
-        n = len(all_alphas)
-        best, d = nearest_features(source, frames[:n])
-        if best is None:
-            log(f"reference pose: the face mesh found no face in the {n} driving frames; using the first frame")
-            best = 0
-        self.alpha_ref = all_alphas[best:best + 1].clone()
-        faces = int(np.isfinite(d).sum())
-        self.choice = {"frame": best, "distance": round(float(d[best]), 5), "first_distance": round(float(d[0]), 5),
-                       "frames": n, "frames_with_face": faces}
-        if np.isfinite(d[best]):
-            log(f"reference pose: frame {best} of {n} by landmarks (distance to the portrait's pose "
-                f"{float(d[best]):.3f}; first frame {float(d[0]):.3f}; {faces} frames with a face)")
+        out = []
+        for a in alphas:
+            args, message = self.motion.update(a[None], self.frames / self.fps)
+            self.frames += 1
+            if message and self.plan.reference != "first":
+                log(message)
+            out.append(args)
+        return out
 
 
 def _with_landmarks(frames: Iterable[np.ndarray], out: list) -> Iterator[np.ndarray]:
     """Pass ``frames`` through, appending each one's landmark features (None: no face) to ``out``."""
-    from .reference import LandmarkReader
-
     with LandmarkReader() as reader:
         for f in frames:
             out.append(reader.features(f))
@@ -202,29 +197,25 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
     by_landmarks = plan.mode == "relative" and plan.reference == "landmarks"
     features: list = []  # per driving frame, filled by the decode thread (reference "landmarks")
     if by_landmarks:
-        from .reference import landmark_features
-
         if portrait is None:
             raise ValueError("reference 'landmarks' needs the portrait image")
         source_features = landmark_features(portrait)
         if source_features is None:
             raise UserError("«reference» landmarks: the face mesh finds no face in the source portrait (too small, "
                             "e.g. a full-body image, or turned away); use --reference first or auto")
+        driver.motion.set_source_features(source_features)
         frames = _with_landmarks(frames, features)
     pipe = Pipeline()
     decoded = _background(_batches(frames, anim.size, batch, limit), pipe, "decode")
     pipe.start()
     try:
         with torch.inference_mode():
-            if plan.mode == "relative" and plan.reference in ("auto", "landmarks"):
+            if driver.whole_clip:
                 alphas = [anim.motion(x) for x in _drain(decoded, pipe)]  # every frame's α first
                 if not alphas:
                     return
                 all_alphas = torch.cat(alphas)  # (N, M)
-                if by_landmarks:
-                    driver.choose_by_landmarks(all_alphas, source_features, features)
-                else:
-                    driver.choose_reference(all_alphas)
+                driver.choose(all_alphas, features if by_landmarks else None)
                 batches: Iterable[torch.Tensor] = all_alphas.split(batch)
             else:
                 batches = (anim.motion(x) for x in _drain(decoded, pipe))

@@ -308,7 +308,7 @@ def apply_values(config: Any, values: dict[str, Any]) -> Any:
     return dataclasses.replace(config, **changes)
 
 
-def print_config(config: Any) -> None:
+def print_config(config: Any, prefix: str = "") -> None:
     """``--dry-run``: one ``group.name = value`` line per field (values as JSON-friendly data)."""
 
     def lines(values: dict, prefix: str) -> None:
@@ -318,4 +318,4 @@ def print_config(config: Any) -> None:
             else:
                 print(f"{prefix}{name} = {value}")
 
-    lines(plain(config), "")
+    lines(plain(config), prefix)

@@ -1,4 +1,11 @@
-"""Landmark features of a face and the reference choice they give (``--reference landmarks``).
+"""The reference-pose choice of relative motion (``reference`` first / auto / landmarks), shared by the live
+loop (over a short window, :class:`~lia_live.motion.MotionController`) and ``lia-animate`` (over the whole
+clip), and the landmark features that ``landmarks`` compares.
+
+:func:`choose_reference` picks one frame of a set of candidates: ``first``, the first one; ``auto``, the one
+whose motion code α is nearest (L2) the portrait's own α_src; ``landmarks``, the one whose face-mesh features
+(head pose, mouth and eye openness, below) are nearest the portrait's. It returns a :class:`ReferenceChoice`
+that says how it chose.
 
 The features of one face image come from mediapipe's 468-point face mesh (:func:`lia_live.mp_models.face_mesh`,
 static-image mode, one face):
@@ -31,8 +38,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 
 import numpy as np
+import torch
 
+from . import mp_models
 from .errors import UserError
+
+REFERENCES = ("first", "auto", "landmarks")
 
 # mesh indices (mediapipe's canonical face-mesh topology)
 _EYE_R_OUT, _EYE_L_OUT = 33, 263
@@ -92,8 +103,6 @@ class LandmarkReader:
     """
 
     def __init__(self, min_confidence: float = 0.5):
-        from . import mp_models
-
         self._mesh = mp_models.face_mesh(static_image_mode=True, max_num_faces=1, min_confidence=min_confidence,
                                          purpose="«reference» landmarks")
 
@@ -164,5 +173,78 @@ def choose_by_landmarks(portrait_rgb: np.ndarray, frames_rgb: Iterable[np.ndarra
     return index, d
 
 
-__all__ = ["FEATURES", "SCALES", "LandmarkFeatures", "LandmarkReader", "choose_by_landmarks", "feature_distances",
-           "features_from_points", "landmark_features", "nearest_features"]
+# ---- the choice ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReferenceChoice:
+    """How the reference was chosen: the candidate's index (from 0) among ``window`` candidates, its distance
+    to the portrait and the first candidate's (α units for ``auto`` and ``first``, landmark units for
+    ``landmarks``; NaN without the portrait's), ``by`` which rule, and for ``landmarks`` how many candidates
+    had a face mesh (``faces``; 0: none had, the first frame was taken)."""
+
+    index: int
+    distance: float
+    first_distance: float
+    window: int
+    by: str = "first"
+    faces: int | None = None
+
+    def describe(self) -> str:
+        """The one line said when the reference is taken."""
+        if self.by == "landmarks" and self.faces == 0:
+            return (f"reference pose: the face mesh found no face in the {self.window} driving frames; "
+                    "using the first frame")
+        if self.by == "first" or self.window <= 1:
+            return f"reference pose captured (distance to the portrait's pose {self.distance:.3f})"
+        faces = f"; {self.faces} frames with a face" if self.faces is not None else ""
+        how = " by landmarks" if self.by == "landmarks" else ""
+        return (f"reference pose: frame {self.index} of {self.window}{how} (distance to the portrait's pose "
+                f"{self.distance:.3f}; first frame {self.first_distance:.3f}{faces})")
+
+    def to_dict(self) -> dict:
+        """JSON-friendly (NaN and infinity become None)."""
+        def num(v: float) -> float | None:
+            return round(v, 5) if math.isfinite(v) else None
+
+        return {"index": self.index, "distance": num(self.distance), "first_distance": num(self.first_distance),
+                "window": self.window, "by": self.by, "faces": self.faces}
+
+
+def alpha_distances(alphas: torch.Tensor, target: torch.Tensor | None) -> np.ndarray:
+    """L2 distance (N,) of each row of ``alphas`` (N, M) to ``target`` (1, M); NaN without a target."""
+    if target is None:
+        return np.full(len(alphas), np.nan)
+    d = (alphas.detach().float().cpu() - target.detach().float().cpu().reshape(1, -1)).norm(dim=1)  # (N,)
+    return d.numpy().astype(np.float64)
+
+
+def choose_reference(by: str, alphas: torch.Tensor, alpha_source: torch.Tensor | None = None,
+                     features: Sequence[LandmarkFeatures | None] | None = None,
+                     source_features: LandmarkFeatures | None = None) -> ReferenceChoice:
+    """The reference among candidate frames with motion codes ``alphas`` (N, M), N ≥ 1 (see the module doc).
+
+    ``auto`` needs ``alpha_source`` (without it: the first frame). ``landmarks`` needs ``features`` (one per
+    candidate, None where the mesh found no face) and the portrait's ``source_features``; without a face on
+    either side it takes the first frame (``faces == 0``).
+    """
+    if by not in REFERENCES:
+        raise UserError(f"unknown «reference» choice {by!r}; choose first, auto or landmarks")
+    n = len(alphas)
+    if n < 1:
+        raise ValueError("choose_reference needs at least one candidate frame")
+    if by == "landmarks":
+        feats = list(features or [])[:n] + [None] * max(0, n - len(features or []))
+        if source_features is None:
+            return ReferenceChoice(0, math.nan, math.nan, n, by, 0)
+        best, d = nearest_features(source_features, feats)
+        faces = int(np.isfinite(d).sum())
+        if best is None:
+            return ReferenceChoice(0, math.inf, math.inf, n, by, 0)
+        return ReferenceChoice(best, float(d[best]), float(d[0]), n, by, faces)
+    d = alpha_distances(alphas, alpha_source)
+    best = int(np.argmin(d)) if by == "auto" and alpha_source is not None else 0
+    return ReferenceChoice(best, float(d[best]), float(d[0]), n, by)
+
+
+__all__ = ["FEATURES", "REFERENCES", "SCALES", "LandmarkFeatures", "LandmarkReader", "ReferenceChoice",
+           "alpha_distances", "choose_by_landmarks", "choose_reference", "feature_distances", "features_from_points",
+           "landmark_features", "nearest_features"]

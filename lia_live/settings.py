@@ -150,11 +150,11 @@ class MotionConfig:
                        "official demo); absolute: each frame's own motion (the official evaluation)",
                        choices=("relative", "absolute"))
     reference: str = option("first", "relative mode's reference pose: first = the first driving frame (live: "
-                            "the first with a face; the official demo); auto = the frame whose motion is nearest "
-                            "the portrait's own pose (live: within the first REFERENCE_WINDOW seconds); landmarks = "
-                            "the frame whose face-mesh head pose and mouth/eye openness are nearest the portrait's",
+                            "the first with a face; the official demo); auto / landmarks = the frame nearest the "
+                            "portrait's pose by motion code / by face-mesh head pose and mouth/eye openness (live: "
+                            "among the first REFERENCE_WINDOW seconds; offline: in the whole video)",
                             choices=("first", "auto", "landmarks"))
-    reference_window: float = option(2.0, "seconds of frames --reference auto chooses from", range=(0.1, 60),
+    reference_window: float = option(2.0, "seconds of frames --reference auto / landmarks choose from", range=(0.1, 60),
                                      metavar="SECONDS")
     motion_power: float = option(1.0, "scale of the relative motion (0: none, 1: as driven, 2: doubled)",
                                  range=(0, 2), metavar="FACTOR")
@@ -214,8 +214,7 @@ class LiveConfig:
                                        flag="--source", metavar="IMAGE", repeat=True, required=True)
     model: ModelConfig = group(ModelConfig, "model")
     capture: CaptureConfig = group(CaptureConfig, "input")
-    # the live loop has no landmark reference (yet): lia-live offers first and auto
-    motion: MotionConfig = group(MotionConfig, "tracking and motion", choices={"reference": ("first", "auto")})
+    motion: MotionConfig = group(MotionConfig, "tracking and motion")
     output: OutputConfig = group(OutputConfig, "output")
     run: RunConfig = group(RunConfig, "run")
 

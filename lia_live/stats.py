@@ -7,6 +7,7 @@ import time
 from collections import deque
 
 STAGES = ("capture", "track", "preprocess", "motion", "synthesis", "compose", "send")
+REMOTE = ("rtt", "server")  # remote mode (lia_live.remote): each request's round trip and the server's share of it
 
 
 class StageTimer:
@@ -18,10 +19,10 @@ class StageTimer:
     """
 
     def __init__(self, window: int = 120):
-        self.total = {s: 0.0 for s in STAGES}
-        self.count = {s: 0 for s in STAGES}
+        self.total = {s: 0.0 for s in STAGES + REMOTE}
+        self.count = {s: 0 for s in STAGES + REMOTE}
         self.first: dict[str, float] = {}
-        self.recent: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
+        self.recent: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES + REMOTE}
         self.latency: deque = deque(maxlen=window)
         self.latency_total = 0.0
         self.latency_first: float | None = None
@@ -77,6 +78,7 @@ class StageTimer:
             steady = self.frames - 1
             steady_s = (self._stamps[-1] - self.steady_start) if steady > 0 and self.steady_start else 0.0
             stage_sum = sum(mean.values())
+            remote = {s: round(1e3 * self.total[s] / self.count[s], 3) for s in REMOTE if self.count[s]}
             return {"frames": self.frames, "frames_sent": self.sent, "frames_without_face": self.no_face,
                     "frames_dropped": self.dropped,
                     "elapsed_s": round(elapsed, 3), "fps": round(self.frames / elapsed, 3) if elapsed > 0 else 0.0,
@@ -84,11 +86,28 @@ class StageTimer:
                     "stage_ms_mean": {k: round(v, 3) for k, v in mean.items()},
                     "stage_sum_ms": round(stage_sum, 3),
                     "first_frame_ms": {k: round(1e3 * v, 3) for k, v in self.first.items()},
-                    "latency_ms_mean": round(1e3 * self.latency_total / steady, 3) if steady > 0 else None}
+                    "latency_ms_mean": round(1e3 * self.latency_total / steady, 3) if steady > 0 else None,
+                    **({"remote_ms_mean": remote} if remote else {})}
 
-    def line(self) -> str:
+    def snapshot(self) -> dict:
+        """The latest numbers over the recent window: frames, fps, capture→send latency, per-stage ms,
+        frames dropped and without a face (what a front end shows)."""
         ms = self.recent_ms()
-        stages = " ".join(f"{s} {ms[s]:.1f}" for s in STAGES if s in ms)
+        fps = self.fps()
         with self._lock:
             lat = 1e3 * sum(self.latency) / len(self.latency) if self.latency else 0.0
-        return f"{self.fps():.1f} fps | latency {lat:.0f} ms | ms: {stages}"
+            return {"frames": self.frames, "fps": round(fps, 3), "latency_ms": round(lat, 3),
+                    "stage_ms": {k: round(v, 3) for k, v in ms.items()}, "dropped": self.dropped,
+                    "no_face": self.no_face}
+
+    def line(self) -> str:
+        return stats_line(self.snapshot())
+
+
+def stats_line(snapshot: dict) -> str:
+    """One line of a :meth:`StageTimer.snapshot`: fps, latency, the per-stage ms (and remote mode's)."""
+    ms = snapshot["stage_ms"]
+    stages = " ".join(f"{s} {ms[s]:.1f}" for s in STAGES if s in ms)
+    remote = " ".join(f"{s} {ms[s]:.1f}" for s in REMOTE if s in ms)
+    tail = f" | remote ms: {remote}" if remote else ""
+    return f"{snapshot['fps']:.1f} fps | latency {snapshot['latency_ms']:.0f} ms | ms: {stages}{tail}"

@@ -11,7 +11,7 @@ from livedata import Collect, count_video_frames, make_scene, register_fake_vcam
 
 from lia_live.capture import CameraCapture, CameraSettings
 from lia_live.cli.live import main
-from lia_live.live import STAGES, LiveConfig, LiveControls, LiveStages, SourceEntry, load_sources, run_live
+from lia_live.live import STAGES, LiveConfig, LiveController, LiveStages, SourceEntry, load_sources, run_live
 from lia_live.model.checkpoint import save_generator
 from lia_live.motion import MotionController
 from lia_live.output import Compositor, letterbox
@@ -78,8 +78,9 @@ def test_file_mode_counts_stats_and_missing_face(media, ckpt, tmp_path, capsys):
 
 def _stages(anim, entries, out_size, tracker=None, ease=1.0, say=lambda m: None, **motion):
     ctrl = MotionController(anim.basis.shape[1], ease_seconds=ease, **motion)
-    controls = LiveControls(ctrl, len(entries), say=say)
-    return LiveStages(anim, entries, lambda: Compositor(*out_size, "crop"), controls, tracker, say=say)
+    controller = LiveController(say=say)
+    controller.start(ctrl, [str(e.path) for e in entries])
+    return LiveStages(anim, entries, lambda mode: Compositor(*out_size, mode), controller, tracker)
 
 
 def test_no_face_in_driver_keeps_last_motion_then_eases(tiny_generator, astronaut, scene):
@@ -94,14 +95,14 @@ def test_no_face_in_driver_keeps_last_motion_then_eases(tiny_generator, astronau
     ctrl = sess.motion
     with torch.inference_mode():
         outs = [sess.process(scene.frame(i), i / 30) for i in range(GAP[0])]
-        assert ctrl.alpha_ref is not None and sess.face_found
+        assert ctrl.alpha_ref is not None and sess.controller.preview() is None
         last = ctrl.alpha.clone()
         dists, gap_outs = [], []
         for i in range(GAP[0], GAP[1]):
             gap_outs.append(sess.process(scene.frame(i), i / 30))
             dists.append(float((ctrl.alpha - ctrl.alpha_ref).norm()))
     tracker.close()
-    assert not sess.face_found and sess.timer.no_face == GAP[1] - GAP[0]
+    assert sess.timer.no_face == GAP[1] - GAP[0]
     assert len(outs) + len(gap_outs) == GAP[1]
     d_last = float((last - ctrl.alpha_ref).norm())
     assert d_last > 0 and dists[0] == pytest.approx(d_last * np.exp(-1 / 3), rel=1e-3)  # from the last motion
@@ -120,7 +121,7 @@ def test_hotkey_handlers_change_state(tiny_generator, astronaut):
         e.box = center_box(e.image)
     said = []
     sess = _stages(anim, entries, (96, 64), say=said.append)
-    keys, ctrl = sess.controls, sess.motion
+    keys, ctrl = sess.controller, sess.motion
     frame = cv2.resize(astronaut, (96, 64))
     with torch.inference_mode():
         out0 = sess.process(frame, 0.0)
@@ -138,12 +139,12 @@ def test_hotkey_handlers_change_state(tiny_generator, astronaut):
         keys.handle_key(ord("-"))
         assert ctrl.power == pytest.approx(1.9)
         keys.handle_key(ord("p"))
-        assert keys.passthrough
+        assert keys.state()["passthrough"]
         np.testing.assert_array_equal(sess.process(frame, 0.1), letterbox(frame, 96, 64))
         keys.handle_key(ord("p"))
         state_a = anim.source
         out_a = sess.process(frame, 0.2)
-        assert keys.handle_key(ord("n")) == "next_source" and keys.source_index == 1
+        assert keys.handle_key(ord("n")) == "next_source" and keys.state()["source_index"] == 1
         assert np.abs(sess.process(frame, 0.3).astype(int) - out_a).mean() > 0
         assert anim.source is not state_a
         keys.handle_key(ord("n"))
@@ -222,8 +223,8 @@ def test_hotkeys_work_in_webcam_mode(media, tiny_generator, scene):
     stats = run_live(_cfg(media), capture=cap, animator=_anim(tiny_generator), window=window)
     assert window.calls == 10 and window.closed  # 'q' stopped the loop; the window was released
     st = stats["state"]
-    assert {k: st[k] for k in ("mode", "motion_power", "source_index", "passthrough", "reference_set")} == {
-        "mode": "absolute", "motion_power": 1.1, "source_index": 1, "passthrough": True, "reference_set": True}
+    assert {k: st[k] for k in ("mode", "power", "source_index", "passthrough", "reference_taken")} == {
+        "mode": "absolute", "power": 1.1, "source_index": 1, "passthrough": True, "reference_taken": True}
     # the window is also refreshed while waiting for a camera frame, so frames <= key polls
     assert fake.instances[0].count == stats["frames"] and 3 <= stats["frames"] <= 10
     assert fake.instances[0].closed

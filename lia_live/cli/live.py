@@ -7,18 +7,23 @@
     lia-live bench ...                              # speed benchmark (lia_live.cli.bench)
     lia-live convert vox.pt vox.safetensors         # an official checkpoint in lia-live's format
     lia-live engines build ...                      # TensorRT / ONNX engines ahead of time
+    lia-live serve                                  # animate for --remote clients (lia_live.cli.serve)
+    lia-live --source face.png --remote HOST:PORT --remote-token TOKEN   # the model runs on that server
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
 from ..options import add_config_args, config_from_args, print_config
+from ..remote.settings import RemoteConfig
 from ..settings import LiveConfig
-from . import backends, bench, convert, engines
+from . import backends, bench, convert, engines, serve
 from .common import ArgumentParser, user_errors
 
 # ``lia-live NAME ...`` runs NAME's own command line: name → (its main(argv) -> exit code, what it does).
@@ -27,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "bench": (bench.main, "speed benchmark of every backend"),
     "convert": (convert.main, "an official checkpoint in lia-live's format"),
     "engines": (engines.main, "build TensorRT / ONNX engines ahead of time"),
+    "serve": (serve.main, "animate for --remote clients"),
 }
 
 
@@ -38,30 +44,43 @@ def build_parser() -> ArgumentParser:
                        f"to a virtual camera, a preview window and/or a file. Subcommands: {commands}; each has "
                        "--help.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md")
     add_config_args(p, LiveConfig())
+    add_config_args(p, RemoteConfig(), "remote",
+                    into=p.add_argument_group("remote (the model runs on a 'lia-live serve' server)"))
     p.add_argument("--dry-run", action="store_true", help="check the inputs, print the resolved configuration "
                    "and exit")
     return p
 
 
-def parse_config(argv=None) -> tuple[LiveConfig, bool]:
+def parse_args(argv=None) -> tuple[LiveConfig, RemoteConfig, bool]:
+    """The live config, the remote-mode settings (``--remote`` and friends) and ``--dry-run``."""
     a = build_parser().parse_args(argv)
-    return config_from_args(LiveConfig(), a), a.dry_run
+    return config_from_args(LiveConfig(), a), config_from_args(RemoteConfig(), a, "remote"), a.dry_run
 
 
-def check_inputs(cfg: LiveConfig) -> None:
+def parse_config(argv=None) -> tuple[LiveConfig, bool]:
+    cfg, _, dry_run = parse_args(argv)
+    return cfg, dry_run
+
+
+def parse_remote(argv=None) -> RemoteConfig:
+    """The remote-mode settings of the same command line (``--remote`` and friends)."""
+    return parse_args(argv)[1]
+
+
+def check_inputs(cfg: LiveConfig) -> list:
     """What --dry-run (and every run) checks before loading anything: the inputs exist and can be read, the
-    outputs can be written."""
-    from ..io import check_driving, read_image
-    from ..live import check_outputs
+    outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
+    from ..io import check_driving
+    from ..live import check_outputs, read_sources
 
-    for src in cfg.sources:
-        read_image(src, "source image")
+    portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
     if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
         raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
     check_outputs(cfg)
+    return portraits
 
 
 @user_errors("lia-live")
@@ -69,14 +88,20 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]][0](argv[1:])
-    cfg, dry_run = parse_config(argv)
-    check_inputs(cfg)
+    cfg, remote, dry_run = parse_args(argv)
+    portraits = check_inputs(cfg)
     if dry_run:
         print_config(cfg)
+        print_config(dataclasses.replace(remote, remote_token="***" if remote.remote_token else None), "remote.")
         return 0
     from ..live import run_live
 
-    stats = run_live(cfg)
+    if remote.remote is not None:
+        from ..remote.client import run_remote
+
+        stats = run_remote(cfg, remote, run=functools.partial(run_live, portraits=portraits))
+    else:
+        stats = run_live(cfg, portraits=portraits)
     return int(stats.get("exit_code", 0))
 
 

@@ -1,0 +1,115 @@
+"""The wire format of remote mode: one binary WebSocket message = a small JSON header + an optional payload.
+
+    message = uint32 big-endian N | N bytes of UTF-8 JSON (an object with "t", its type) | payload bytes
+
+Client → server: ``hello`` (token, codec) → ``welcome`` (session id, model facts; payload: the motion basis
+as float32); ``source`` (payload: the portrait crop, PNG) → ``source`` (id, α_src); ``step`` (optional payload:
+the face crop, JPEG/WebP; a render plan) → ``result`` (α of the crop, server time; payload: the animated crop).
+Every client message after ``hello`` carries the session id it was given; anything else is a protocol error
+that drops that client. Images are decoded only after their header says they are the model's size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+
+import numpy as np
+
+VERSION = 1
+CODECS = ("jpeg", "webp", "png")
+MAX_HEADER = 64 * 1024
+MAX_VECTOR = 4096  # no α, reference or offset is longer than this
+TOKEN_CLOSE = 4001  # close code: wrong token (the client exits 2)
+FULL_CLOSE = 4002  # close code: the server has its maximum of clients
+_LEN = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """A malformed, oversized or out-of-place message: the server drops that client with this line."""
+
+
+def pack(header: dict, payload: bytes = b"") -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return _LEN.pack(len(head)) + head + payload
+
+
+def unpack(message: bytes | str) -> tuple[dict, bytes]:
+    """Header and payload of one message; ProtocolError for anything that is not one."""
+    if isinstance(message, str):
+        raise ProtocolError("text message (the protocol is binary)")
+    if len(message) < _LEN.size:
+        raise ProtocolError(f"message of {len(message)} bytes is too short")
+    (n,) = _LEN.unpack_from(message)
+    if n > MAX_HEADER or n > len(message) - _LEN.size:
+        raise ProtocolError(f"header length {n} is invalid for a message of {len(message)} bytes")
+    try:
+        header = json.loads(message[_LEN.size:_LEN.size + n].decode())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"header is not JSON ({type(e).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("t"), str):
+        raise ProtocolError("header is not an object with a type")
+    return header, bytes(message[_LEN.size + n:])
+
+
+def vector(value, name: str, length: int | None = None) -> np.ndarray | None:
+    """A list of finite numbers from a header (None stays None) as float32 (1, M)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_VECTOR or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ProtocolError(f"{name} must be a list of finite numbers")
+    if length is not None and len(value) != length:
+        raise ProtocolError(f"{name} has {len(value)} values, expected {length}")
+    return np.asarray(value, np.float32).reshape(1, -1)
+
+
+def number(value, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ProtocolError(f"{name} must be a number in [{lo:g}, {hi:g}]")
+    return float(value)
+
+
+def encode_image(rgb: np.ndarray, codec: str = "jpeg", quality: int = 90) -> bytes:
+    """RGB uint8 H×W×3 → compressed bytes (PNG is lossless; quality is for JPEG/WebP)."""
+    import cv2
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    if codec == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif codec == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not encode a {rgb.shape} image as {codec}")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes, size: int) -> np.ndarray:
+    """Compressed bytes → RGB uint8 (size, size, 3). The header is read first: only JPEG/WebP/PNG of exactly the
+    model's size is decoded (a small message cannot claim a huge image)."""
+    import cv2
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, dims = im.format, im.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ProtocolError(f"payload is not an image ({type(e).__name__})") from None
+    if fmt not in ("JPEG", "WEBP", "PNG"):
+        raise ProtocolError(f"image format {fmt} is not allowed")
+    if dims != (size, size):
+        raise ProtocolError(f"image is {dims[0]}x{dims[1]}, expected {size}x{size}")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape != (size, size, 3):
+        raise ProtocolError("image data is corrupt")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def floats(t) -> list[float]:
+    """A (1, M) tensor or array as a JSON list (float32 → float is exact, so α survives the trip bit for bit)."""
+    return [float(v) for v in np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, np.float32).reshape(-1)]

@@ -1,0 +1,283 @@
+"""``lia-live serve``: animate for remote clients over WebSocket (``websockets``; wss:// with a certificate).
+
+One asyncio loop takes the connections; one model thread (:class:`~lia_live.remote.worker.ModelWorker`) runs
+every client's frames, batched across clients. A client is one session: it says hello with the token, gets an
+unguessable session id bound to its connection, uploads its portrait(s) once, then sends face crops. Every
+fault of a client (wrong token, garbage, a message over the size limit, another session's id, silence) ends
+that client's connection with one log line; the server and the other clients go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..animator import Animator
+from ..errors import UserError
+from ..log import log
+from .protocol import (
+    CODECS,
+    FULL_CLOSE,
+    TOKEN_CLOSE,
+    VERSION,
+    ProtocolError,
+    decode_image,
+    encode_image,
+    floats,
+    number,
+    pack,
+    unpack,
+    vector,
+)
+from .settings import ServeConfig
+from .worker import FRAME, STORED, Job, ModelWorker, Plan, Session
+
+POLICY_CLOSE = 1008  # WebSocket close code: policy violation
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def server_ssl(cfg: ServeConfig) -> ssl.SSLContext | None:
+    if cfg.tls_cert is None and cfg.tls_key is None:
+        return None
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        raise UserError("TLS needs both «tls_cert» and «tls_key»")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+    except (OSError, ssl.SSLError) as e:
+        raise UserError(f"cannot load the TLS certificate/key ({cfg.tls_cert}, {cfg.tls_key}): {e}") from None
+    return ctx
+
+
+class RemoteServer:
+    """Serves one animator to many clients (see the module docstring)."""
+
+    def __init__(self, anim: Animator, cfg: ServeConfig, token: str):
+        if not token:
+            raise UserError("the «token» must not be empty")
+        self.anim, self.cfg, self.token = anim, cfg, token
+        self.ssl = server_ssl(cfg)
+        self.worker = ModelWorker(anim, cfg.batch_window / 1000.0, cfg.max_batch)
+        self.sessions: set[Session] = set()
+        self.worker.watch(self.sessions)
+        self.basis = anim.basis.float().cpu().numpy().astype(np.float32)  # (D, M)
+        self.motion_dim = int(self.basis.shape[1])
+        self.info: dict = {"size": anim.size, "motion_dim": self.motion_dim, "latent_dim": int(self.basis.shape[0]),
+                     "backend": anim.backend.name, "device": str(anim.device),
+                     "precision": str(anim.backend.precision),
+                     "model": anim.checkpoint.name if anim.checkpoint is not None else "model",
+                     "model_sha256": anim.model_sha256}
+        self.address: tuple[str, int] | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- running ---------------------------------------------------------------------------------------------
+    async def serve(self, on_ready: Callable[[str, int], None] | None = None) -> None:
+        """Listen until :meth:`stop`."""
+        import websockets
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with websockets.serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
+                                    max_size=self.cfg.max_message, max_queue=2,
+                                    open_timeout=self.cfg.hello_timeout, ping_interval=10, ping_timeout=20,
+                                    logger=_quiet_logger()) as server:
+            host, port = server.sockets[0].getsockname()[:2]
+            self.address = (host, port)
+            if on_ready is not None:
+                on_ready(host, port)
+            await self._stop.wait()
+
+    def start(self) -> tuple[str, int]:
+        """Serve from a background thread (tests, benchmarks); returns (host, port) once listening."""
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self.serve(lambda h, p: ready.set()))
+            except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+                failed.append(e)
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="remote-server", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failed:
+            raise failed[0]
+        assert self.address is not None
+        return self.address
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.worker.close()
+
+    # ---- one client ------------------------------------------------------------------------------------------
+    async def _handle(self, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        peer = _peer(ws)
+        if len(self.sessions) >= self.cfg.max_clients:
+            log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
+            await ws.close(FULL_CLOSE, "server full")
+            return
+        session: Session | None = None
+        try:
+            session = await self._hello(ws, peer)
+            if session is None:
+                return
+            self.sessions.add(session)
+            log(f"client {peer} joined ({len(self.sessions)} connected)")
+            while True:
+                header, payload = unpack(await asyncio.wait_for(ws.recv(), self.cfg.idle_timeout))
+                given = header.get("session")
+                if not isinstance(given, str) or not hmac.compare_digest(given.encode(), session.id.encode()):
+                    raise ProtocolError("message names another session")
+                await ws.send(await self._dispatch(session, header, payload))
+        except ProtocolError as e:
+            log(f"dropped {peer}: {e}")
+            await ws.close(POLICY_CLOSE, str(e)[:120])
+        except asyncio.TimeoutError:
+            what = "said nothing" if session is None else "sent nothing"
+            wait = self.cfg.hello_timeout if session is None else self.cfg.idle_timeout
+            log(f"dropped {peer}: {what} for {wait:g} s")
+            await ws.close(POLICY_CLOSE, "timeout")
+        except ConnectionClosed as e:
+            code = e.sent.code if e.sent is not None else None
+            if code == 1009:
+                log(f"dropped {peer}: a message over the {self.cfg.max_message}-byte limit")
+            elif session is not None:
+                log(f"client {peer} left ({len(self.sessions) - 1} connected)")
+        except Exception as e:  # noqa: BLE001 - one client's failure never stops the server
+            log(f"dropped {peer}: {type(e).__name__}: {e}")
+            await ws.close(1011, "server error")
+        finally:
+            if session is not None:
+                self.sessions.discard(session)
+
+    async def _hello(self, ws, peer: str) -> Session | None:
+        header, _ = unpack(await asyncio.wait_for(ws.recv(), self.cfg.hello_timeout))
+        if header["t"] != "hello":
+            raise ProtocolError(f"first message is {header['t']!r}, not hello")
+        token = header.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token.encode()):
+            log(f"refused {peer}: wrong token")
+            await ws.send(pack({"t": "error", "code": "token", "message": "the server refused the token"}))
+            await ws.close(TOKEN_CLOSE, "wrong token")
+            return None
+        session = Session(secrets.token_urlsafe(24), peer)
+        session.codec = header.get("codec", "jpeg") if header.get("codec") in CODECS else "jpeg"
+        session.quality = int(number(header.get("quality", 90), "quality", 1, 100))
+        await ws.send(pack({"t": "welcome", "v": VERSION, "session": session.id, **self.info},
+                           self.basis.tobytes()))
+        return session
+
+    async def _dispatch(self, s: Session, header: dict, payload: bytes) -> bytes:
+        kind = header["t"]
+        size = self.anim.size
+        if kind == "source":
+            if len(s.sources) >= self.cfg.max_sources:
+                raise ProtocolError(f"more than {self.cfg.max_sources} source portraits")
+            job = Job(s, "source", decode_image(payload, size))
+            sid, state = await asyncio.wrap_future(self.worker.submit(job))
+            return pack({"t": "source", "id": sid, "alpha": floats(state.alpha)})
+        if kind != "step":
+            raise ProtocolError(f"unknown message type {kind!r}")
+        seq = header.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise ProtocolError("step without a sequence number")
+        self._select(s, header)
+        crop = decode_image(payload, size) if payload else None
+        plan = self._plan(s, header.get("render"), crop is not None)
+        if crop is None and plan is None:
+            raise ProtocolError("empty step (no crop and nothing to render)")
+        res = await asyncio.wrap_future(self.worker.submit(Job(s, "step", crop, plan)))
+        reply = {"t": "result", "seq": seq, "alpha": None if res.alpha is None else floats(res.alpha),
+                 "server_ms": round(res.server_s * 1e3, 3), "batch": res.batch}
+        return pack(reply, b"" if res.image is None else encode_image(res.image, s.codec, s.quality))
+
+    def _select(self, s: Session, header: dict) -> None:
+        src = header.get("source")
+        if src is not None:
+            if not isinstance(src, int) or src not in s.sources:
+                raise ProtocolError(f"unknown source id {src!r}")
+            s.source = src
+        m = self.motion_dim
+        if "set_ref" in header:
+            ref = vector(header["set_ref"], "set_ref", m)
+            s.ref = None if ref is None else torch.from_numpy(ref)
+
+    def _plan(self, s: Session, render, has_crop: bool) -> Plan | None:
+        if render is None:
+            return None
+        if not isinstance(render, dict):
+            raise ProtocolError("render must be an object")
+        if s.source is None:
+            raise ProtocolError("render before any source portrait")
+        m = self.motion_dim
+        alpha = render.get("alpha")
+        alpha = FRAME if alpha == FRAME else vector(alpha, "alpha", m)
+        ref = render.get("ref")
+        if isinstance(ref, list):
+            ref = vector(ref, "ref", m)
+        elif ref not in (FRAME, STORED, None):
+            raise ProtocolError(f"unknown reference {ref!r}")
+        if (isinstance(alpha, str) or isinstance(ref, str) and ref == FRAME) and not has_crop:
+            raise ProtocolError("render uses the frame's motion but the step has no crop")
+        if ref == STORED and s.ref is None:
+            raise ProtocolError("render uses the stored reference but none was set")
+        return Plan(alpha, ref, number(render.get("power", 1.0), "power", 0, 10),
+                    vector(render.get("offset"), "offset", m))
+
+
+def _peer(ws) -> str:
+    addr = getattr(ws, "remote_address", None)
+    return f"{addr[0]}:{addr[1]}" if addr else "a client"
+
+
+def _quiet_logger():
+    """websockets' own logger, shown as one line per failed handshake (garbage bytes, port scans)."""
+    import logging
+
+    logger = logging.getLogger("lia_live.remote.websockets")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("lia-live: connection: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.ERROR)
+        logger.propagate = False
+    return logger
+
+
+def serve_forever(server: RemoteServer, announce: Callable[[str, int], None]) -> None:
+    """Run ``server`` in this thread until Ctrl-C or SIGTERM."""
+    import signal
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(server.serve(announce))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: server._stop.set() if server._stop else None)
+        await task
+
+    started = time.perf_counter()
+    try:
+        asyncio.run(main())
+    finally:
+        server.worker.close()
+        log(f"stopped after {time.perf_counter() - started:.0f} s")

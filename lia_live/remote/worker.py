@@ -1,0 +1,208 @@
+"""The server's model thread: every client's work goes through one queue and one Animator, in batches.
+
+A step that arrives waits at most ``window`` seconds for steps of the other clients that are active (sent a
+step in the last second); whatever has arrived then runs as ONE motion-encoder pass and ONE synthesis pass
+over the stacked crops, latents and per-client source features. A lone client never waits (nobody else is
+active). Each connection has at most one request in flight (its handler awaits the reply before it reads the
+next message), so no client can queue up work: the newest frame wins on the client's side.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..animator import Animator
+from ..backends import SourceState
+from ..imaging import from_tensor, to_tensor
+
+FRAME = "frame"  # a plan's alpha/reference: this request's own crop's α
+STORED = "stored"  # a plan's reference: the one the session stored
+ACTIVE_SECONDS = 1.0
+
+
+@dataclass
+class Plan:
+    """How to render one step: α (``FRAME`` or a vector; None: the portrait as it is), the reference
+    (``FRAME``, ``STORED`` or None: absolute), power and offset."""
+
+    alpha: str | np.ndarray | None
+    ref: str | np.ndarray | None
+    power: float
+    offset: np.ndarray | None
+
+
+@dataclass(eq=False)
+class Session:
+    """One client's state on the server, for the connection's life."""
+
+    id: str
+    peer: str
+    sources: dict[int, SourceState] = field(default_factory=dict)
+    source: int | None = None
+    ref: torch.Tensor | None = None  # (1, M) the stored reference
+    next_source: int = 0
+    last_step: float = 0.0
+    codec: str = "jpeg"  # how this client's results are sent back
+    quality: int = 90
+
+
+@dataclass
+class Job:
+    session: Session
+    kind: str  # "source" | "step"
+    image: np.ndarray | None  # RGB uint8 (S, S, 3)
+    plan: Plan | None = None
+    future: Future = field(default_factory=Future)
+    t0: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class StepResult:
+    alpha: torch.Tensor | None  # (1, M) on the CPU
+    image: np.ndarray | None  # RGB uint8 (S, S, 3)
+    server_s: float
+    batch: int
+
+
+class ModelWorker:
+    """Runs jobs on the animator in one thread; :meth:`submit` is thread-safe and returns a Future."""
+
+    def __init__(self, anim: Animator, window_s: float = 0.008, max_batch: int = 8):
+        self.anim = anim
+        self.window = max(0.0, float(window_s))
+        self.max_batch = max(1, int(max_batch))
+        self.batches: list[int] = []  # size of every step batch run (bounded: the last 10 000)
+        self._q: queue.Queue[Job | None] = queue.Queue()
+        self._carry: list[Job] = []
+        self._sessions: set[Session] | None = None
+        self._thread = threading.Thread(target=self._run, name="remote-model", daemon=True)
+        self._thread.start()
+
+    def watch(self, sessions) -> None:
+        """The server's live sessions (a set), for counting the active clients."""
+        self._sessions = sessions
+
+    def submit(self, job: Job) -> Future:
+        if job.kind == "step":
+            job.session.last_step = time.perf_counter()
+        self._q.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=5)
+
+    def _active(self) -> int:
+        now = time.perf_counter()
+        return sum(1 for s in list(self._sessions or ()) if now - s.last_step < ACTIVE_SECONDS)
+
+    def _next(self, timeout: float | None) -> Job | None:
+        if self._carry:
+            return self._carry.pop(0)
+        return self._q.get(timeout=timeout) if timeout is not None else self._q.get()
+
+    def _gather(self, first: Job) -> list[Job]:
+        jobs = [first]
+        deadline = first.t0 + self.window
+        want = min(self.max_batch, self._active())
+        while len(jobs) < want:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                job = self._q.get(timeout=left)
+            except queue.Empty:
+                break
+            if job is None:  # closing: run what was gathered, then stop
+                self._q.put(None)
+                break
+            if job.kind != "step":
+                self._carry.append(job)
+                break
+            jobs.append(job)
+        return jobs
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            job = self._next(None)
+            if job is None:
+                return
+            jobs = self._gather(job) if job.kind == "step" and self.window > 0 else [job]
+            try:
+                with torch.inference_mode():
+                    if job.kind == "source":
+                        job.future.set_result(self._source(job))
+                    else:
+                        self._steps(jobs)
+            except Exception as e:  # noqa: BLE001 - reported to each waiting client's handler, never lost
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+
+    def _source(self, job: Job) -> tuple[int, SourceState]:
+        assert job.image is not None
+        state = self.anim.set_source_tensor(to_tensor(job.image))
+        s = job.session
+        sid, s.next_source = s.next_source, s.next_source + 1
+        s.sources[sid] = state
+        if s.source is None:
+            s.source = sid
+        return sid, state
+
+    def _steps(self, jobs: list[Job]) -> None:
+        dev = self.anim.device
+        moving = [j for j in jobs if j.image is not None]
+        alphas: dict[int, torch.Tensor] = {}
+        if moving:
+            x = torch.cat([to_tensor(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
+            a = self.anim.motion(x)  # (B, M)
+            alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
+        drawn = [j for j in jobs if j.plan is not None]
+        images: dict[int, np.ndarray] = {}
+        if drawn:
+            latents, feats = [], []
+            for j in drawn:
+                latent, src = self._latent(j, alphas.get(id(j)))
+                latents.append(latent)
+                feats.append(src.feats)
+            levels = [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
+            out = from_tensor(self.anim.backend.synthesize(torch.cat(latents), levels))  # (B, S, S, 3)
+            images = {id(j): out[i] for i, j in enumerate(drawn)}
+        self.batches = self.batches[-9999:] + [len(jobs)]
+        done = time.perf_counter()
+        for j in jobs:
+            got = alphas.get(id(j))
+            j.future.set_result(StepResult(None if got is None else got.float().cpu(), images.get(id(j)),
+                                           done - j.t0, len(jobs)))
+
+    def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
+        s, plan = job.session, job.plan
+        assert plan is not None and s.source is not None
+        src = s.sources[s.source]
+        dev = self.anim.device
+        frame = isinstance(plan.alpha, str)
+        a: torch.Tensor | None = alpha
+        if not frame:
+            a = None if plan.alpha is None else torch.from_numpy(plan.alpha).to(dev)
+        if frame and a is None:
+            raise ValueError("a plan asks for the frame's motion but the step has no frame")
+        ref: torch.Tensor | None
+        if isinstance(plan.ref, np.ndarray):
+            ref = torch.from_numpy(plan.ref)
+        else:
+            ref = a if plan.ref == FRAME else s.ref if plan.ref == STORED else None
+        if isinstance(plan.ref, str) and plan.ref == STORED and ref is None:
+            raise ValueError("a plan asks for the stored reference but none was sent")
+        if ref is not None:
+            ref = ref.to(dev)
+        off = None if plan.offset is None else torch.from_numpy(plan.offset).to(dev)
+        self.anim.source = src
+        return self.anim.latent(a, ref, plan.power, off), src  # (1, D)

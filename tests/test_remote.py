@@ -1,0 +1,356 @@
+"""Remote mode on loopback: `lia-live serve` (RemoteServer) and `lia-live --remote` (RemoteAnimator).
+
+Tiny generator (64², 8 directions) served from a background thread; the live loop runs unchanged with the
+remote animator. Security cases talk to the server with a raw WebSocket (or raw TCP) client.
+"""
+
+import socket
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from livedata import Collect
+from remotedata import TOKEN, address, driving, portraits, psnr, serving, tiny_generator
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from lia_live.animator import Animator
+from lia_live.capture.base import IterableCapture
+from lia_live.errors import UserError
+from lia_live.live import LiveConfig, run_live
+from lia_live.remote import RemoteAnimator
+from lia_live.remote.protocol import encode_image, pack, unpack
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+N = 24
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return tiny_generator()
+
+
+@pytest.fixture(scope="module")
+def faces(astronaut):
+    return portraits(astronaut)
+
+
+@pytest.fixture(scope="module")
+def portrait_png(tmp_path_factory, faces):
+    p = tmp_path_factory.mktemp("remote") / "face.png"
+    cv2.imwrite(str(p), cv2.cvtColor(faces[0], cv2.COLOR_RGB2BGR))
+    return p
+
+
+def _cfg(png):
+    return LiveConfig(sources=(png,)).replace(output={"size": (96, 64), "vcam": False},
+                                              motion={"crop": "none", "source_crop": "none"},
+                                              run={"stats_every": 0})
+
+
+def _run(cfg, frames, anim):
+    out = Collect()
+    stats = run_live(cfg, capture=IterableCapture(iter(frames), fps=30), animator=anim, extra_outputs=[out])
+    return out.frames, stats
+
+
+@pytest.mark.parametrize("codec,quality,min_psnr", [("png", 90, None), ("jpeg", 90, 28.0)])
+def test_remote_frames_match_the_local_run(gen, faces, portrait_png, codec, quality, min_psnr):
+    """Same file, same settings: PNG is bit-exact; JPEG q90 stays within its compression error (PSNR of the
+    output frames vs the local run; measured 30.0-30.3 dB with this tiny 64² model's noisy crops)."""
+    frames = driving(faces[0], N)
+    local, _ = _run(_cfg(portrait_png), frames, Animator(gen))
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN, codec=codec, quality=quality)
+        try:
+            remote, stats = _run(_cfg(portrait_png), frames, anim)
+        finally:
+            anim.close()
+    assert len(local) == len(remote) == N == stats["frames"]
+    values = [psnr(a, b) for a, b in zip(local, remote)]
+    if min_psnr is None:
+        assert all(np.array_equal(a, b) for a, b in zip(local, remote))
+    else:
+        assert min(values) >= min_psnr, values
+        assert not all(np.array_equal(a, b) for a, b in zip(local, remote))  # JPEG really was in the path
+    s = anim.stats()
+    # one round trip per frame, plus one when the reference is taken (frame 2 switches to the stored one)
+    assert s["round_trips"] == N + 1 and s["reconnects"] == 0 and s["rtt_ms"] >= s["server_ms"] > 0
+
+
+def test_four_clients_get_their_own_portraits_batched(gen, faces):
+    """Four clients stepping at once, batched by the server: each gets its own portrait animated exactly as a
+    local animator would (no cross-talk), and the server did run batches of more than one frame."""
+    import threading
+
+    frames = driving(faces[0], 8, width=64)
+    crops = [torch.from_numpy(f[:, 8:56]).permute(2, 0, 1)[None].float() for f in frames]
+    crops = [torch.nn.functional.interpolate(c, size=64, mode="area") / 127.5 - 1 for c in crops]
+    results: dict[int, list] = {}
+    errors: list = []
+    with serving(gen, batch_window=200, max_batch=4) as server:
+        clients = [RemoteAnimator(address(server), TOKEN, codec="png") for _ in range(4)]
+        for c, face in zip(clients, faces):
+            c.set_source(face)
+        barrier = threading.Barrier(4)
+
+        def drive(k: int) -> None:
+            try:
+                out = []
+                for x in crops:
+                    barrier.wait(timeout=20)
+                    a = clients[k].motion(x)
+                    out.append(clients[k].render(a, None, 1.0, None))
+                results[k] = out
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=drive, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        batches = list(server.worker.batches)
+        for c in clients:
+            c.close()
+    assert not errors, errors
+    assert max(batches) > 1, batches
+    for k, face in enumerate(faces):
+        local = Animator(gen)
+        local.set_source(face)
+        for x, got in zip(crops, results[k]):
+            q = torch.from_numpy(_from(x)).permute(2, 0, 1)[None].float() / 127.5 - 1  # the crop as sent (uint8)
+            want = local.render(local.motion(q), None).clamp(-1, 1)
+            assert (got - want).abs().max().item() <= 2.5 / 127.5  # batched conv rounding + uint8 transfer
+            others = [results[j][0] for j in range(4) if j != k]
+            assert all((results[k][0] - o).abs().mean().item() > 0.05 for o in others)
+
+
+def _from(x: torch.Tensor) -> np.ndarray:
+    from lia_live.imaging import from_tensor
+
+    return from_tensor(x)[0]
+
+
+def test_wrong_token_and_full_server_are_one_line_user_errors(gen):
+    with serving(gen, max_clients=1) as server:
+        with pytest.raises(UserError, match="refused the token"):
+            RemoteAnimator(address(server), "wrong")
+        first = RemoteAnimator(address(server), TOKEN)
+        with pytest.raises(UserError, match="maximum of clients"):
+            RemoteAnimator(address(server), TOKEN)
+        first.close()
+
+
+def test_cli_wrong_token_exits_2_with_one_line(gen, portrait_png, tmp_path, capsys):
+    from lia_live.cli.live import main
+
+    folder = tmp_path / "drive"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.full((48, 64, 3), 100, np.uint8))
+    with serving(gen) as server:
+        capsys.readouterr()
+        rc = main(["--source", str(portrait_png), "--driving", str(folder), "--no-vcam", "--output",
+                   str(tmp_path / "o.mp4"), "--remote", address(server), "--remote-token", "nope"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("lia-live: error")]
+    assert rc == 2 and len(err) == 1 and "refused the token" in err[0] and "--remote-token" in err[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def _hello(ws) -> str:
+    ws.send(pack({"t": "hello", "token": TOKEN}))
+    header, _ = unpack(ws.recv(timeout=5))
+    assert header["t"] == "welcome"
+    return header["session"]
+
+
+def _closed_code(ws) -> int | None:
+    with pytest.raises(ConnectionClosed) as e:
+        for _ in range(3):
+            ws.recv(timeout=10)
+    return e.value.rcvd.code if e.value.rcvd is not None else None
+
+
+def _still_serves(server, face) -> None:
+    anim = RemoteAnimator(address(server), TOKEN)
+    try:
+        src = anim.set_source(face)
+        assert src.id is not None and anim.step(face).shape == (64, 64, 3)
+    finally:
+        anim.close()
+
+
+def test_another_clients_session_id_drops_only_the_offender(gen, faces, capsys):
+    with serving(gen) as server:
+        victim = RemoteAnimator(address(server), TOKEN)
+        victim.set_source(faces[0])
+        with connect(f"ws://{address(server)}") as ws:
+            _hello(ws)
+            ws.send(pack({"t": "source", "session": victim.session}, encode_image(faces[1], "png")))
+            assert _closed_code(ws) == 1008
+        assert victim.step(faces[0]).shape == (64, 64, 3) and victim.stats()["connected"]
+        assert len(victim._sources) == 1 and len(next(iter(server.sessions)).sources) == 1  # nothing was added
+        victim.close()
+    assert "message names another session" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("payload", [b"\x00\x00\x00\x05{\"t\":", b"\xff" * 64, "text, not binary",
+                                     b"\x00\x00\x00\x0e{\"t\":\"step\"}\x00"])
+def test_garbage_messages_drop_the_client_not_the_server(gen, faces, payload, capsys):
+    with serving(gen) as server:
+        with connect(f"ws://{address(server)}") as ws:
+            session = _hello(ws)
+            if isinstance(payload, bytes) and payload.startswith(b"\x00\x00\x00\x0e"):
+                payload = pack({"t": "step", "session": session, "seq": 1}, b"not an image")
+            ws.send(payload)
+            assert _closed_code(ws) == 1008
+        _still_serves(server, faces[0])
+    assert "dropped 127.0.0.1" in capsys.readouterr().err
+
+
+def test_raw_garbage_bytes_and_a_100mb_message(gen, faces, capsys):
+    with serving(gen) as server:
+        host, port = server.address
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes() + b"\r\n\r\n")
+            s.settimeout(10)
+            reply = s.recv(4096)  # not a WebSocket handshake: refused (closed, or an HTTP error first)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+        with connect(f"ws://{address(server)}", max_size=None) as ws:
+            session = _hello(ws)
+            with pytest.raises(ConnectionClosed):
+                ws.send(pack({"t": "step", "session": session, "seq": 1}, bytes(100 * 1024 * 1024)))
+                ws.recv(timeout=10)
+        _still_serves(server, faces[0])
+    assert "a message over the 4194304-byte limit" in capsys.readouterr().err
+
+
+def test_silent_and_idle_clients_are_dropped(gen, faces, capsys):
+    with serving(gen, hello_timeout=0.3, idle_timeout=0.5) as server:
+        with connect(f"ws://{address(server)}") as silent:
+            assert _closed_code(silent) == 1008
+        with connect(f"ws://{address(server)}") as idle:
+            _hello(idle)
+            assert _closed_code(idle) == 1008
+        _still_serves(server, faces[0])
+    err = capsys.readouterr().err
+    assert "said nothing for 0.3 s" in err and "sent nothing for 0.5 s" in err
+
+
+def _start_server(ckpt, port: int, extra=()):
+    """``lia-live serve`` in its own process; returns (process, port) once it printed its one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", "serve", "--checkpoint", str(ckpt),
+                             "--device", "cpu", "--backend", "eager", "--port", str(port), "--token", TOKEN,
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("lia-live: serving on 127.0.0.1:") and line.endswith(f", token {TOKEN}\n"), line
+    return proc, int(line.split(":")[2].split(",")[0])
+
+
+def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys):
+    """SIGKILL the server mid-run, start it again on the same port: the client never crashes, no output frame
+    is black (the last animated frame is held), it says so once, reconnects by itself and animates again."""
+    import threading
+    import time
+
+    from remotedata import PacedCapture
+
+    from lia_live.model.checkpoint import save_generator
+
+    ckpt = save_generator(gen, tmp_path / "tiny.safetensors")
+    proc, port = _start_server(ckpt, 0)
+    cap = PacedCapture(driving(faces[0], 40), period=0.01)
+    out = Collect()
+    anim = RemoteAnimator(f"127.0.0.1:{port}", TOKEN, timeout=1.0)
+    marks: dict = {}
+    procs = [proc]
+
+    def until(cond, limit: float = 60.0) -> bool:
+        end = time.perf_counter() + limit
+        while not cond():
+            if time.perf_counter() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def chaos() -> None:
+        try:
+            assert until(lambda: len(out.frames) >= 15)
+            proc.kill()
+            proc.wait()
+            assert until(lambda: not anim.stats()["connected"])
+            marks["lost"] = len(out.frames)
+            procs.append(_start_server(ckpt, port)[0])
+            assert until(lambda: anim.reconnects >= 1)
+            marks["back"] = len(out.frames)
+            assert until(lambda: len(out.frames) >= marks["back"] + 15)
+        finally:
+            cap.end()
+
+    helper = threading.Thread(target=chaos)
+    helper.start()
+    try:
+        stats = run_live(_cfg(portrait_png), capture=cap, animator=anim, extra_outputs=[out])
+    finally:
+        helper.join(90)
+        anim.close()
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert stats["exit_code"] == 0 and "lost" in marks and "back" in marks, marks
+    assert len(out.frames) >= marks["back"] + 15
+    assert min(float(f.mean()) for f in out.frames) > 20  # never black
+    assert anim.held_frames > 0 and anim.reconnects == 1
+    after = out.frames[marks["back"] + 2:]
+    assert any(not np.array_equal(a, b) for a, b in zip(after, after[1:]))  # animating again, not held
+    err = capsys.readouterr().err
+    assert err.count("remote: lost the server") == 1 and err.count("is back; animating again") == 1
+
+
+def test_tls_with_a_given_certificate(gen, faces, tmp_path):
+    import shutil
+    import subprocess
+
+    from lia_live.remote import RemoteServer, ServeConfig
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server = RemoteServer(Animator(gen), ServeConfig(port=0, tls_cert=cert, tls_key=key), TOKEN)
+    host, port = server.start()
+    try:
+        anim = RemoteAnimator(f"{host}:{port}", TOKEN, ca=cert)
+        assert anim.uri.startswith("wss://")
+        anim.set_source(faces[0])
+        assert anim.step(faces[0]).shape == (64, 64, 3)
+        anim.close()
+        with pytest.raises(UserError, match="cannot reach"):  # plain ws:// to a TLS server
+            RemoteAnimator(f"{host}:{port}", TOKEN, timeout=1.0)
+    finally:
+        server.stop()
+    with pytest.raises(UserError, match="TLS needs both tls_cert and tls_key"):
+        RemoteServer(Animator(gen), ServeConfig(port=0, tls_cert=cert), TOKEN)
+
+
+def test_stats_show_round_trip_and_server_time(gen, faces, portrait_png, capsys):
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN)
+        try:
+            _, stats = _run(_cfg(portrait_png).replace(run={"stats_every": 0.01}), driving(faces[0], 8), anim)
+        finally:
+            anim.close()
+    remote = stats["remote_ms_mean"]
+    assert set(remote) == {"rtt", "server"} and remote["rtt"] >= remote["server"] > 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "| remote ms: rtt " in ln]
+    assert lines and " server " in lines[-1]
