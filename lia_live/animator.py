@@ -17,6 +17,7 @@ from .backends import Backend, SourceState, create_backend
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .model import Generator
+from .runtime import synchronize
 
 _OWN = object()  # sentinel: use the animator's own reference
 
@@ -98,6 +99,18 @@ class Animator:
         offset = torch.zeros(1, m, device=self.device)
         offset[0, direction] = amount
         return self.render(None, offset=offset)
+
+    def warm_up(self) -> None:
+        """Capture / compile / warm up the backend's per-frame graphs at batch 1 and wait for the device.
+
+        Call it from the thread that will make the per-frame calls, before any other thread works on the
+        device: ``torch.compile``'s CUDA-graph trees keep per-thread state in torch 2.11 (a warm-up on one
+        thread and calls from another fail: pytorch/pytorch#123177), and a CUDA-graph capture is best made
+        while nothing else runs. The device-wide synchronisation makes the source and the model copies,
+        built on the caller's default stream, visible to the stages' own streams.
+        """
+        self.backend.warmup()
+        synchronize(self.device)
 
     def step_tensor(self, img: torch.Tensor) -> torch.Tensor:
         return self.render(self.motion(img))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .imaging import from_tensor, to_tensor
+from .runtime import canonical_device
 from .tracking import center_box, crop_square
 
 AREA_ABOVE = 1.5  # same switch as tracking.crop_square: box side > 1.5·S → area filter
@@ -227,7 +228,7 @@ class FrameUploader:
     """
 
     def __init__(self, device: torch.device | str):
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.cuda = self.device.type == "cuda"
         self._host = _HostBuffer(pin=self.cuda)
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None

@@ -145,13 +145,17 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
     """Refuse, with one line, an output that cannot or must not be written; returns it as a Path.
 
     ``kind`` is what will be written there: ``"file"`` or ``"dir"`` (a folder the tool fills). Refused:
-    an existing output without ``overwrite`` (an existing *empty* folder is fine for ``"dir"``), a folder
-    where a file is expected (and the reverse), a path below a file, a missing parent folder when
-    ``create_parents`` is false, and a place where nothing can be written. Nothing is created.
+    a device node, FIFO or socket (always), an existing output without ``overwrite`` (an existing *empty*
+    folder is fine for ``"dir"``), a folder where a file is expected (and the reverse), a path below a file,
+    a missing parent folder when ``create_parents`` is false, and a place where nothing can be written.
+    Nothing is created.
     """
     p = Path(path)
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    if p.exists() and not (p.is_file() or p.is_dir()):
+        raise UserError(f"{what} is a device, pipe or other special file, not a regular file: {p} "
+                        "(it is never replaced, not even with «overwrite»)")
     if p.exists():
         if kind == "file" and p.is_dir():
             raise UserError(f"{what} is a folder, expected a file name: {p}")

@@ -14,6 +14,7 @@ replayed onto any portrait without the video.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -45,16 +46,22 @@ def center_square(image: np.ndarray) -> np.ndarray:
     return image[top:top + side, left:left + side]
 
 
-def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int) -> Iterator[np.ndarray]:
+def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict | None = None
+                 ) -> Iterator[np.ndarray]:
+    """Driving frames cropped around the tracked face (``mode`` auto); ``faces`` counts "frames" and "found"."""
     if mode == "none":
         yield from (center_square(f) for f in frames)
         return
     from .tracking import FaceCropper
 
     cropper = FaceCropper(out_size=size)
+    faces = faces if faces is not None else {}
     try:
         for f in frames:
-            yield cropper.crop(f)
+            crop = cropper.crop(f)
+            faces["frames"] = faces.get("frames", 0) + 1
+            faces["found"] = faces.get("found", 0) + int(bool(cropper.last and cropper.last.found))
+            yield crop
     finally:
         cropper.close()
 
@@ -233,7 +240,7 @@ def animate_video(anim: Animator, frames: Iterable[np.ndarray], plan: DrivePlan,
 def replay_template(anim: Animator, template, batch: int, limit: int | None = None) -> Iterator[np.ndarray]:
     """Animate ``anim``'s source from a motion template, ``batch`` frames per step."""
     template.check_model(anim)
-    args = list(template.args(anim.device))[:limit]
+    args = list(itertools.islice(template.args(anim.device), limit))  # only the frames asked for
     with torch.inference_mode():
         for i in range(0, len(args), batch):
             yield from from_tensor(render_args(anim, args[i:i + batch]))
@@ -251,7 +258,7 @@ class AnimateResult:
 
 
 def _open_output(cfg: AnimateConfig, drive, template):
-    """The output writer, at the driving video's fps (with its audio), the template's, or 10 fps."""
+    """The writer of ``cfg.output``: at the driving video's fps (with its audio), the template's, or 10."""
     if drive is None:
         fps = cfg.fps or (template.fps if template is not None else 10.0)
         return open_writer(cfg.output, fps, overwrite=cfg.overwrite)
@@ -259,18 +266,25 @@ def _open_output(cfg: AnimateConfig, drive, template):
                        overwrite=cfg.overwrite)
 
 
-def _animated_frames(cfg: AnimateConfig, anim: Animator, batch: int, drive, template, recorder,
-                     portrait: np.ndarray) -> tuple[Iterator[np.ndarray], int]:
-    """The output frames of the job (a sweep, a template replay or a driving video) and how many there are."""
+def _frames_for(cfg: AnimateConfig, anim: Animator, portrait: np.ndarray, template, drive, batch: int, recorder,
+                faces: dict) -> tuple[Iterator[np.ndarray], int]:
+    """The output frames of the chosen mode (manipulation, template replay, driving video) and their count."""
     if cfg.manipulate is not None:
         return run_manipulation(anim, cfg.manipulate, cfg.range[0], cfg.range[1], cfg.steps), cfg.steps
     if template is not None:
-        return (replay_template(anim, template, batch, cfg.max_frames),
-                min(len(template), cfg.max_frames or len(template)))
+        return replay_template(anim, template, batch, cfg.max_frames), min(len(template),
+                                                                          cfg.max_frames or len(template))
     total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
     plan = DrivePlan(cfg.motion.mode, cfg.motion.reference, cfg.motion.motion_power)
-    return animate_video(anim, _crop_stream(iter(drive), cfg.motion.crop, anim.size), plan, batch, cfg.max_frames,
-                         recorder, portrait), total
+    return animate_video(anim, _crop_stream(iter(drive), cfg.motion.crop, anim.size, faces), plan, batch,
+                         cfg.max_frames, recorder, portrait), total
+
+
+def _no_face_error(cfg: AnimateConfig, faces: dict) -> UserError | None:
+    if faces.get("frames") and not faces.get("found"):
+        return UserError(f"no face found in any of the {plural(faces['frames'], 'frame')} of {cfg.driving} "
+                         "(«crop» auto), so there is no motion to follow; nothing was written")
+    return None
 
 
 def run_animate(cfg: AnimateConfig) -> AnimateResult:
@@ -279,29 +293,30 @@ def run_animate(cfg: AnimateConfig) -> AnimateResult:
     Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
     appears complete under its name or not at all: any error removes what was started (UserError). SIGTERM
     or a first Ctrl-C finish the current frame and finalise a playable, shorter output (``signal_exit``
-    143/130); a second Ctrl-C stops at once and keeps nothing.
+    143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
+    taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
     from .templates import MotionRecorder, load_template
 
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.template) if cfg.template is not None else None
+    template = load_template(cfg.template, cfg.max_frames) if cfg.template is not None else None
     drive = None
     if cfg.manipulate is None and template is None and cfg.driving is not None:
         drive = open_frames(cfg.driving, cfg.fps)
     writer = _open_output(cfg, drive, template)
     encoder: BackgroundSink | None = None
-    frames: Iterator[np.ndarray] | None = None
     recorder = None
+    faces: dict[str, int] = {}
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
-        with stopper:
+        with stopper:  # held until every file is in place: a signal while finalising cannot cut a write
             anim = make_animator(cfg.model, cfg.motion.motion_power)
             batch = cfg.batch_size or default_batch_size(anim.device, anim.backend.name)
             portrait = crop_source(source, cfg.motion.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)
             if cfg.record_motion is not None and drive is not None:
                 recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
-            frames, total = _animated_frames(cfg, anim, batch, drive, template, recorder, portrait)
+            frames, total = _frames_for(cfg, anim, portrait, template, drive, batch, recorder, faces)
             encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
             with progress_bar(total, "lia-animate", enabled=cfg.progress) as bar:
                 for out in frames:
@@ -316,17 +331,21 @@ def run_animate(cfg: AnimateConfig) -> AnimateResult:
                 if stopper.requested:
                     return AnimateResult(0, None, stopper.exit_code)
                 raise UserError(f"no frames could be read from {cfg.driving}")
+            no_face = None if stopper.requested else _no_face_error(cfg, faces)
+            if no_face is not None:
+                raise no_face
             path = writer.close()
+            if recorder is not None and recorder.frames and cfg.record_motion is not None:
+                recorder.truncate(writer.frames)  # motion is recorded a batch ahead: keep the frames written
+                recorder.save(cfg.record_motion)
+                log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     except BaseException:
         if encoder is not None:
             encoder.cancel()
         writer.abort()  # errors and a second Ctrl-C: nothing is kept, not even a hidden temp file
         raise
-    if recorder is not None and recorder.frames and cfg.record_motion is not None:
-        recorder.save(cfg.record_motion)
-        log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
     return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 
-__all__ = ["DrivePlan", "center_square", "VideoDriver", "animate_video", "crop_source", "render_args",
+__all__ = ["DrivePlan", "VideoDriver", "animate_video", "center_square", "crop_source", "render_args",
            "replay_template", "run_animate", "run_manipulation"]

@@ -8,6 +8,11 @@ order and ``put`` waits while ``capacity`` items are pending, so every frame arr
 :class:`StageThread` runs ``fn(item) -> item | None`` over its inbox into its outbox until the inbox
 ends (``close``) or the shared stop event is set; an exception stops the whole pipeline and is re-raised
 by :meth:`Pipeline.raise_errors` in the caller's thread.
+
+A stage may have an ``on_start`` callable, run on the stage's own thread before it takes its first item
+(warming a model up on the thread that will call it: torch.compile's CUDA-graph state is per thread).
+:meth:`Pipeline.start` returns only once every stage's ``on_start`` has returned (or failed), and no stage
+takes an item before that: nothing runs beside a CUDA-graph capture, and the first frame does not stall.
 """
 
 from __future__ import annotations
@@ -78,16 +83,27 @@ END = _END
 
 
 class StageThread(threading.Thread):
-    """Runs ``fn`` over ``inbox`` (None: a source stage, ``fn(None)`` called until it returns END) into ``outbox``."""
+    """Runs ``fn`` over ``inbox`` (None: a source stage, ``fn(None)`` called until it returns END) into ``outbox``;
+    ``on_start()`` first, on this thread, then it waits until every stage of the pipeline has started."""
 
     def __init__(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff,
-                 pipeline: Pipeline):
+                 pipeline: Pipeline, on_start: Callable[[], Any] | None = None):
         super().__init__(name=f"lia-{name}", daemon=True)
         self.fn, self.inbox, self.outbox, self.pipeline = fn, inbox, outbox, pipeline
+        self.on_start = on_start
+        self.ready = threading.Event()  # set once on_start has returned or failed
 
     def run(self) -> None:
         stop = self.pipeline.stop
         try:
+            try:
+                if self.on_start is not None:
+                    self.on_start()
+            finally:
+                self.ready.set()
+            while not self.pipeline.go.wait(0.05):  # every stage's on_start has returned
+                if stop.is_set():
+                    return
             while not stop.is_set():
                 item = None if self.inbox is None else self.inbox.get(stop, timeout=None)
                 if item is END:
@@ -108,12 +124,14 @@ class Pipeline:
 
     def __init__(self, stop: threading.Event | None = None):
         self.stop = stop or threading.Event()
+        self.go = threading.Event()  # set by start() once every stage's on_start has returned
         self.threads: list[StageThread] = []
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
 
-    def stage(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff) -> Handoff:
-        self.threads.append(StageThread(name, fn, inbox, outbox, self))
+    def stage(self, name: str, fn: Callable[[Any], Any], inbox: Handoff | None, outbox: Handoff,
+              on_start: Callable[[], Any] | None = None) -> Handoff:
+        self.threads.append(StageThread(name, fn, inbox, outbox, self, on_start))
         return outbox
 
     def fail(self, error: BaseException) -> None:
@@ -122,8 +140,13 @@ class Pipeline:
         self.stop.set()
 
     def start(self) -> None:
+        """Start every stage; return once each has run its ``on_start`` (the stages then take items)."""
         for t in self.threads:
             t.start()
+        for t in self.threads:
+            while not t.ready.wait(0.1):
+                pass
+        self.go.set()
 
     def raise_errors(self) -> None:
         if self.errors:

@@ -15,6 +15,8 @@ from .log import log
 from .settings import ModelConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from .animator import Animator
 
 DEFAULT_CHECKPOINTS = ("checkpoints/vox.pt", "checkpoints/vox.safetensors")
@@ -23,22 +25,60 @@ CHECKPOINT_HELP = ("Official LIA checkpoints (vox.pt, taichi.pt, ted.pt: the aut
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 
 
+def canonical_device(device: str | torch.device) -> torch.device:
+    """The one form in which every module stores and compares a device: what a tensor on it reports.
+
+    ``torch.device("cuda") != torch.device("cuda:0")`` although a tensor made on either reports ``cuda:0``,
+    and ``torch.device("cpu:0") != torch.device("cpu")`` although a CPU tensor reports ``cpu``. So CUDA (and
+    other indexed accelerators) get their index — the current device when none is given — and CPU none.
+    Compare devices only through this (or :func:`same_device`), never with ``torch.device(...) ==``.
+    """
+    import torch  # heavy: the CLIs import this module before they know they will run a model
+
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.index is None:
+        mod = getattr(torch, dev.type, None)
+        current = getattr(mod, "current_device", None)
+        return torch.device(dev.type, current() if callable(current) else 0)
+    return dev
+
+
+def same_device(a: str | torch.device, b: str | torch.device) -> bool:
+    """Whether ``a`` and ``b`` name the same device, whatever form each is written in."""
+    return canonical_device(a) == canonical_device(b)
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait until all work queued on ``device`` (every stream) is done; nothing to wait for on a CPU.
+
+    Before the live stages start: the source latent and a reduced-precision model copy are made on the main
+    thread's default stream, which the stages' own streams do not wait on."""
+    dev = canonical_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
+
+
 def resolve_device(name: str) -> str:
-    """'auto' → cuda when PyTorch sees a GPU, else cpu; check cpu / cuda / cuda:N."""
+    """'auto' → cuda when PyTorch sees a GPU, else cpu; check cpu / cuda / cuda:N. Returns the canonical
+    form (:func:`canonical_device`): ``cpu`` or ``cuda:N`` with the index filled in."""
     import torch
 
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name in ("cpu", "cpu:0"):
+        return "cpu"
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
             raise UserError(f"device {name} asked for, but this PyTorch sees no CUDA GPU "
                             f"(torch {torch.__version__}); use cpu")
-        index = int(name[5:]) if ":" in name else 0
+        index = int(name[5:]) if ":" in name else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise UserError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return name
+        return f"cuda:{index}"
     raise UserError(f"unsupported device {name!r}; use {DEVICES_HELP}")
 
 

@@ -243,7 +243,7 @@ class AnimateConfig:
     template: Path | None = option(None, "instead of --driving: replay a motion template recorded with "
                                    "--record-motion", flag="--motion", metavar="FILE.npz")
     manipulate: int | None = option(None, "instead of driving: walk the source along motion direction K "
-                                    "(official linear manipulation)", range=(0, 10**6), metavar="K")
+                                    "(official linear manipulation)", range=(0, 4095), metavar="K")
     range: tuple[float, float] = option((-3.0, 3.0), "magnitudes swept by --manipulate", nargs=2,
                                         range=(-100, 100), metavar=("LO", "HI"))
     steps: int = option(16, "frames rendered by --manipulate", range=(1, 100_000), metavar="N")

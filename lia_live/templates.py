@@ -26,7 +26,9 @@ key                shape/dtype   meaning
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ import torch
 
 from .errors import UserError
 from .fsutil import atomic_path, write_atomic
+from .npzcheck import FieldCheck, NpzReader
+from .paths import GIB, KIB, read_json, regular_file
 
 if TYPE_CHECKING:
     from .animator import Animator
@@ -99,6 +103,14 @@ class MotionRecorder:
             self.off_frames.append(i)
             self.off_values.append(off)
 
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` frames (the frames a stopped run actually wrote)."""
+        for name in ("alpha", "time", "power", "relative"):
+            del getattr(self, name)[n:]
+        for frames, values in ((self.ref_frames, self.ref_alpha), (self.off_frames, self.off_values)):
+            keep = sum(1 for f in frames if f < n)
+            del frames[keep:], values[keep:]
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the template atomically; returns its path."""
         m = self.m
@@ -159,7 +171,7 @@ class MotionTemplate:
             k = int(np.searchsorted(frames, i, side="right")) - 1
             return None if k < 0 else torch.from_numpy(values[k]).reshape(1, -1).to(device)
 
-        for i in range(len(self)):
+        for i in range(len(self)):  # one frame at a time: a replay of 5 frames builds 5 tensors
             a = self.alpha[i]
             alpha = None if np.isnan(a).any() else torch.from_numpy(a).reshape(1, -1).to(device)
             ref = at(self.ref_frames, self.ref_alpha, i) if self.relative[i] else None
@@ -171,52 +183,85 @@ class MotionTemplate:
             yield MotionArgs(alpha, ref, float(self.power[i]), off)
 
 
-def load_template(path: str | os.PathLike) -> MotionTemplate:
-    """Read a motion template (one line on any problem)."""
+TEMPLATE_MAX_BYTES = GIB  # about 11 million frames (100 hours at 30 fps)
+OFFSET_LIMIT = 100.0  # |offset| per direction (lia-animate's --range allows the same)
+ALPHA_LIMIT = 1e4  # |α| in a template; the encoder's α are a few units
+
+
+def load_template(path: str | os.PathLike, max_frames: int | None = None) -> MotionTemplate:
+    """Read a motion template, every field checked (type, shape, finite, range); one line naming the file
+    and the field on any problem. With ``max_frames`` only that many frames are read (lazily: a long
+    template costs no more than a short one)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"motion template not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise UserError(f"{path.name} is not a motion template (.npz): {e}") from None
-    if str(d.get("format", "")) != FORMAT:
-        raise UserError(f"{path.name} is not a lia-live motion template (format {str(d.get('format'))!r})")
-    try:
-        m = int(d["motion_dim"])
-        empty = np.zeros((0,), np.int32), np.zeros((0, m), np.float32)
-        t = MotionTemplate(path, d["alpha"].astype(np.float32), d["time"].astype(np.float64),
-                           d["power"].astype(np.float32), d["relative"].astype(bool),
-                           d["ref_frames"].astype(np.int64), d["ref_alpha"].astype(np.float32),
-                           d.get("off_frames", empty[0]).astype(np.int64), d.get("off_values", empty[1]),
-                           float(d["fps"]), str(d["model_sha256"]), int(d["size"]))
-    except KeyError as e:
-        raise UserError(f"motion template {path.name} lacks the field {e.args[0]!r}") from None
-    n = len(t.alpha)
-    if t.alpha.ndim != 2 or t.alpha.shape[1] != m or any(len(x) != n for x in (t.time, t.power, t.relative)):
-        raise UserError(f"motion template {path.name} is inconsistent (per-frame arrays of different lengths)")
+    regular_file(path, "motion template", TEMPLATE_MAX_BYTES)
+    with NpzReader(path, "motion template", TEMPLATE_MAX_BYTES) as z:
+        if str(z.scalar("format", "US")) != FORMAT:
+            raise UserError(f"{path} is not a lia-live motion template (format {str(z.scalar('format', 'US'))!r})")
+        m = int(z.scalar("motion_dim", "iu", (1, 4096)))
+        size = int(z.scalar("size", "iu", (1, 4096)))
+        fps = float(z.scalar("fps", "fiu", (1e-3, 1000)))
+        sha = str(z.scalar("model_sha256", "US"))
+        n = z.rows("alpha")
+        rows = n if max_frames is None else min(n, max_frames)
+        alpha = z.array("alpha", "f", (None, m), rows).astype(np.float32)
+        time = z.array("time", "fiu", (n,), rows).astype(np.float64)
+        power = z.array("power", "fiu", (n,), rows).astype(np.float32)
+        relative = z.array("relative", "b", (n,), rows).astype(bool)
+        ref_frames = z.array("ref_frames", "iu", (None,)).astype(np.int64)
+        ref_alpha = z.array("ref_alpha", "f", (len(ref_frames), m)).astype(np.float32)
+        if ("off_frames" in z) != ("off_values" in z):
+            raise UserError(f"motion template {path}: 'off_frames' and 'off_values' come together (one is missing)")
+        off_frames = z.array("off_frames", "iu", (None,)).astype(np.int64) if "off_frames" in z \
+            else np.zeros((0,), np.int64)
+        off_values = z.array("off_values", "f", (len(off_frames), m)).astype(np.float32) if "off_frames" in z \
+            else np.zeros((0, m), np.float32)
     if n == 0:
-        raise UserError(f"motion template {path.name} holds no frames")
-    return t
+        raise UserError(f"motion template {path} holds no frames")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise UserError(f"motion template {path}: field 'model_sha256' is not a SHA-256 ({sha[:20]!r})")
+    check = FieldCheck(path, "motion template")
+    check.finite_rows("alpha", alpha, ALPHA_LIMIT)
+    check.within("time", time, None)
+    check.within("power", power, (0.0, 2.0))
+    check.frames("ref_frames", ref_frames, n)
+    check.within("ref_alpha", ref_alpha, (-ALPHA_LIMIT, ALPHA_LIMIT))
+    check.frames("off_frames", off_frames, n)
+    check.within("off_values", off_values, (-OFFSET_LIMIT, OFFSET_LIMIT))
+    return MotionTemplate(path, alpha, time, power, relative, ref_frames, ref_alpha, off_frames, off_values, fps,
+                          sha, size)
 
 
 def load_offsets(path: str | os.PathLike, anim: Animator) -> list[float]:
-    """Direction offsets saved by :func:`save_offsets` (one line on any problem)."""
+    """Direction offsets saved by :func:`save_offsets` (or a plain JSON list of numbers), each value checked;
+    one line naming the file and what is wrong otherwise."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-        values = [float(v) for v in doc["offsets"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"offsets file {path} is unreadable: {e}") from None
-    if doc.get("format") != OFFSETS_FORMAT:
-        raise UserError(f"{path} is not a lia-live offsets file")
-    if len(values) != anim.basis.shape[1]:
-        raise UserError(f"offsets file {path} has {len(values)} values; this model has "
-                        f"{anim.basis.shape[1]} motion directions")
-    if doc.get("model_sha256") not in (None, model_hash(anim)):
-        raise UserError(f"offsets file {path} was made for another model")
-    return values
+    m = int(anim.basis.shape[1])
+    doc = read_json(path, "offsets file", 64 * KIB)
+    shape = f'{{"format": "{OFFSETS_FORMAT}", "offsets": [{m} numbers]}} or a list of {m} numbers'
+    if isinstance(doc, dict):
+        if doc.get("format") != OFFSETS_FORMAT:
+            raise UserError(f"offsets file {path} is not a lia-live offsets file (its \"format\" is "
+                            f"{doc.get('format')!r}; expected {shape})")
+        if doc.get("model_sha256") not in (None, model_hash(anim)):
+            raise UserError(f"offsets file {path} was made for another model (weights "
+                            f"{str(doc.get('model_sha256'))[:12]}…, this one {model_hash(anim)[:12]}…)")
+        values = doc.get("offsets")
+    elif isinstance(doc, list):
+        values = doc
+    else:
+        raise UserError(f"offsets file {path} holds a JSON {type(doc).__name__}; expected {shape}")
+    if not isinstance(values, list):
+        raise UserError(f"offsets file {path}: \"offsets\" is {type(values).__name__}, expected a list of "
+                        f"{m} numbers")
+    if len(values) != m:
+        raise UserError(f"offsets file {path} has {len(values)} values; this model has {m} motion directions")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UserError(f"offsets file {path}: value {i} is {v!r}, not a number")
+        if not (math.isfinite(v) and abs(v) <= OFFSET_LIMIT):
+            raise UserError(f"offsets file {path}: value {i} is {v!r}; offsets must be finite numbers within "
+                            f"±{OFFSET_LIMIT:g}")
+    return [float(v) for v in values]
 
 
 def save_offsets(path: str | os.PathLike, offsets: torch.Tensor, anim: Animator) -> Path:

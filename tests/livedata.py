@@ -1,4 +1,7 @@
-"""Synthetic driving input for the live tests: a public-domain portrait moving along a known path.
+"""Live-test doubles: a public-domain portrait moving along a known path (:func:`make_scene`), a fake virtual
+camera, an output that keeps frames, resident memory. Clips (videos, PNG folders) are made by tests/media.py.
+
+The scene:
 
 The skimage astronaut's head (a square patch around its VoxCeleb crop) is pasted into a 640×480 textured
 background at a position that follows a smooth Lissajous path; during the ``gaps`` frame ranges the head
@@ -90,21 +93,6 @@ def make_scene(portrait: np.ndarray, n: int = 120, patch_size: int = 300, width:
     return Scene(patch, offset, box.side * scale, width, height, n, fps, tuple(gaps), tuple(amplitude), period_s)
 
 
-def small_frames(face: np.ndarray, n: int, width: int = 160):
-    """``n`` small frames (width × 3/4 width) with ``face`` (a head crop, resized to the frame height)
-    drifting left and right; cheap for long runs."""
-    import cv2
-
-    h = width * 3 // 4
-    face = cv2.resize(face, (h, h), interpolation=cv2.INTER_AREA)
-    bg = np.full((h, width, 3), 100, np.uint8)
-    for i in range(n):
-        x = int((width - h) * (0.5 + 0.5 * math.sin(i / 15.0)))
-        out = bg.copy()
-        out[:, x:x + h] = face
-        yield out
-
-
 class FakeVirtualCamera:
     """A pyvirtualcam backend that records what it receives (register with ``register_fake_vcam``).
 
@@ -150,28 +138,6 @@ def register_fake_vcam(name: str = "fake") -> type[FakeVirtualCamera]:
     FakeVirtualCamera.on_frame = None
     pyvirtualcam.register_backend(name, FakeVirtualCamera)
     return FakeVirtualCamera
-
-
-def write_video(frames, path, fps: float = 30.0) -> int:
-    """Write RGB frames to an H.264 mp4 (lia_live's own writer); returns the count."""
-    from lia_live.io import VideoWriter
-
-    w = VideoWriter(path, fps)
-    for f in frames:
-        w.write(f)
-    w.close()
-    return w.frames
-
-
-def count_video_frames(path) -> int:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def rss_mb() -> float:

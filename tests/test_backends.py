@@ -161,8 +161,9 @@ def test_backend_options_are_declared_converted_and_checked(tiny_generator):
         {"share_pool": False, "warmup": 5}
     with pytest.raises(UserError, match="invalid literal"):
         backend_info("onnxruntime").convert_options({"threads": "two"})
-    with pytest.raises(UserError, match="has no option 'mode' \\(it takes: no options\\)"):
+    with pytest.raises(UserError, match="has no option 'mode' \\(it takes: check\\)"):
         create_backend("eager", tiny_generator, options={"mode": "x"})
+    assert not create_backend("eager", tiny_generator, options={"check": "off"}).check_on_source
     with pytest.raises(UserError, match="needs a CUDA device"):  # the option reaches the factory
         create_backend("compile", tiny_generator, options={"mode": "reduce-overhead"})
 

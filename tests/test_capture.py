@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from livedata import write_video
+from media import write_video
 
 from lia_live.capture import CameraCapture, CameraSettings, FileCapture, IterableCapture, open_capture
 from lia_live.errors import UserError
@@ -158,7 +158,7 @@ def test_missing_path_is_a_user_error(tmp_path):
 def test_file_capture_delivers_every_frame_in_order(tmp_path):
     frames = [np.full((48, 64, 3), 10 * i, np.uint8) for i in range(12)]
     path = tmp_path / "in.mp4"
-    write_video(frames, path, fps=25)
+    write_video(path, frames, fps=25)
     cap = open_capture(str(path))
     assert isinstance(cap, FileCapture) and not cap.live and cap.fps == pytest.approx(25)
     got = []

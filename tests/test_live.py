@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from livedata import Collect, count_video_frames, make_scene, register_fake_vcam, write_video
+from livedata import Collect, make_scene, register_fake_vcam
+from media import count_video_frames, write_video
 
 from lia_live.capture import CameraCapture, CameraSettings
 from lia_live.cli.live import main
@@ -41,7 +42,8 @@ def media(tmp_path_factory, astronaut, scene):
     cv2.imwrite(str(d / "astro.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(d / "astro_small.png"), cv2.cvtColor(astronaut[::2, ::2], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(d / "blank.png"), np.full((120, 160, 3), 128, np.uint8))
-    assert write_video(scene.frames(), d / "drive.mp4", fps=scene.fps) == N_FRAMES
+    write_video(d / "drive.mp4", scene.frames(), fps=scene.fps)
+    assert count_video_frames(d / "drive.mp4") == N_FRAMES
     return d
 
 

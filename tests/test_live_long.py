@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from livedata import count_video_frames, make_scene, register_fake_vcam, rss_mb, small_frames, write_video
+from livedata import make_scene, register_fake_vcam, rss_mb
+from media import count_video_frames, small_frames, write_video
 
 from lia_live.capture import IterableCapture
 from lia_live.fsutil import PARTIAL_MARK
@@ -59,7 +60,7 @@ def _live_inputs(tmp_path, astronaut, tiny_generator, n):
     """A 320×240 clip of ``n`` frames, the portrait and a tiny checkpoint on disk."""
     scene = make_scene(astronaut, n=n, width=320, height=240, gaps=())
     drive = tmp_path / "drive.mp4"
-    write_video((cv2.resize(f, (320, 240)) for f in scene.frames()), drive)
+    write_video(drive, (cv2.resize(f, (320, 240)) for f in scene.frames()), fps=30)
     src = tmp_path / "src.png"
     cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     ckpt = tmp_path / "tiny.safetensors"

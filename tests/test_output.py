@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from livedata import count_video_frames, register_fake_vcam
+from livedata import register_fake_vcam
+from media import count_video_frames
 
 from lia_live.errors import UserError
 from lia_live.output import Compositor, FileOutput, VirtualCamera, letterbox, vcam_hint

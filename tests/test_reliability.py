@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -26,8 +27,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from livedata import count_video_frames
-from media import moving_frames, write_video
+from media import count_video_frames, moving_frames, write_png_clips, write_video
 
 from lia_live.errors import CheckpointError, UserError
 from lia_live.fsutil import PARTIAL_MARK, atomic_dir, check_output_path
@@ -353,8 +353,6 @@ def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir,
     r = run_cli("lia_live.cli.live", "convert", inputs["ck"], readonly_dir / "c.safetensors")
     one_line_exit_2(r, "not writable")
     data = tmp_path / "data"
-    from traindata import write_png_clips
-
     write_png_clips(data, n_clips=2, n_frames=3)
     r = run_cli("train.run", "--preset", "tiny", "--data", data, "--out", readonly_dir / "run", "--iters", "1",
                 "--no-progress")
@@ -485,8 +483,6 @@ def test_odd_images_are_one_line(tmp_path):
 
 
 def test_zero_byte_training_frame_names_the_file(tmp_path):
-    from traindata import write_png_clips
-
     from train.data import find_videos, read_frame
 
     data = write_png_clips(tmp_path / "data", n_clips=1, n_frames=3)
@@ -497,8 +493,6 @@ def test_zero_byte_training_frame_names_the_file(tmp_path):
 
 
 def test_broken_training_frames_are_one_line(tmp_path):
-    from traindata import write_png_clips
-
     data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=3)
     for f in data.rglob("*.png"):
         f.write_bytes(b"")
@@ -604,3 +598,426 @@ def test_messages_say_the_right_program_and_number(inputs, tmp_path):
     r = run_cli("lia_live.cli.animate", *animate_args(inputs, tmp_path / "one", "--max-frames", "1"))
     assert r.returncode == 0, r.stderr
     assert "lia-animate: wrote 1 frame to" in r.stderr and "lia-live:" not in r.stderr
+
+
+# == issue 23: round two ==================================================================================
+# -- class 11: outputs that name the same file, outputs that are inputs, special files ---------------------
+def _live(capsys, *args) -> tuple[int, str]:
+    """``lia-live ... --dry-run`` in-process: (exit code, stderr)."""
+    from lia_live.cli.live import main
+
+    rc = main([str(a) for a in args] + ["--dry-run"])
+    return rc, capsys.readouterr().err
+
+
+def test_outputs_naming_one_file_are_refused_before_any_work(inputs, tmp_path, capsys):
+    src, drv = inputs["src"], inputs["folder"]
+    a = tmp_path / "a.mp4"
+    live = ["--source", src, "--driving", drv, "--no-vcam"]
+    cases = [
+        (["--output", a, "--stats-json", a], "--output and --stats-json name the same file"),
+        (["--output", a, "--record-motion", tmp_path / "x" / ".." / "a.mp4"], "--output and --record-motion"),
+        (["--offsets", tmp_path / "o.json", "--stats-json", tmp_path / "o.json"], "--stats-json and --offsets"),
+        (["--output", tmp_path / "pngs", "--stats-json", tmp_path / "pngs" / "s.json"],
+         "lies inside the --output folder"),
+    ]
+    for extra, needle in cases:
+        one_line_exit_2(_live(capsys, *live, *extra, "--overwrite"), needle)
+    os.symlink(a, tmp_path / "alias.json")  # a symlink to the video is the video
+    one_line_exit_2(_live(capsys, *live, "--output", a, "--stats-json", tmp_path / "alias.json", "--overwrite"),
+                    "name the same file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.json", "face.png", "frames", "tiny.safetensors"]
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(inputs, tmp_path, capsys, astronaut):
+    from lia_live.cli.animate import main as animate
+
+    clip = write_video(tmp_path / "clip.mp4", moving_frames(astronaut, 4, size=64), fps=10)
+    before = clip.read_bytes()
+    one_line_exit_2(_live(capsys, "--source", inputs["src"], "--driving", clip, "--no-vcam", "--output", clip,
+                          "--overwrite"), "--output " + str(clip) + " is also the --driving input")
+    os.link(clip, tmp_path / "hard.mp4")  # a hard link: another name, the same file
+    rc = animate([str(a) for a in animate_args({**inputs, "folder": clip}, tmp_path / "hard.mp4", "--overwrite")])
+    one_line_exit_2((rc, capsys.readouterr().err), "is also the --driving input")
+    rc = animate([str(a) for a in animate_args(inputs, inputs["src"], "--overwrite")])  # a PNG folder over a file
+    assert rc == 2
+    capsys.readouterr()
+    rc = animate([str(a) for a in animate_args(inputs, tmp_path / "o.mp4", "--record-motion", inputs["src"],
+                                               "--overwrite")])
+    one_line_exit_2((rc, capsys.readouterr().err), "--record-motion " + str(inputs["src"]) + " is also the --source")
+    rc = animate([str(a) for a in animate_args(inputs, tmp_path, "--overwrite")])  # the folder holding the inputs
+    one_line_exit_2((rc, capsys.readouterr().err), "holds the --source input")
+    assert clip.read_bytes() == before and inputs["src"].is_file() and len(list(inputs["folder"].iterdir())) == 20
+
+
+def test_special_files_are_never_outputs(inputs, tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for special in ("/dev/null", fifo):
+        for flag in ("--stats-json", "--record-motion", "--offsets"):
+            one_line_exit_2(_live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam",
+                                  flag, special, "--overwrite"), "special file, not a regular file")
+    assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
+    from lia_live.paths import read_capped
+
+    with pytest.raises(UserError, match="special file"):
+        read_capped(fifo, "offsets file", 1024)  # would block forever on open/read
+
+
+def test_dry_run_catches_an_unwritable_offsets_file(inputs, readonly_dir, capsys):
+    one_line_exit_2(_live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam",
+                          "--offsets", readonly_dir / "o.json"), "not writable")
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam")
+    assert rc == 0, err
+
+
+# -- class 12: files the tool reads back: motion templates, offsets -----------------------------------------
+def _template(n: int = 6, m: int = 8, **changes) -> dict:
+    """The arrays of a valid motion template (see lia_live.templates), with ``changes`` applied (None drops)."""
+    from lia_live.templates import FORMAT
+
+    z = {"format": np.array(FORMAT), "alpha": np.linspace(-1, 1, n * m, dtype=np.float32).reshape(n, m),
+         "time": np.arange(n) / 10.0, "power": np.ones(n, np.float32), "relative": np.ones(n, bool),
+         "ref_frames": np.array([0], np.int32), "ref_alpha": np.zeros((1, m), np.float32), "fps": np.array(10.0),
+         "model_sha256": np.array("ab" * 32), "size": np.array(64, np.int64), "motion_dim": np.array(m, np.int64)}
+    z.update(changes)
+    return {k: v for k, v in z.items() if v is not None}
+
+
+def _save_npz(path: Path, arrays: dict) -> Path:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def _nan_row(n=6, m=8):
+    a = _template(n, m)["alpha"].copy()
+    a[2, 3] = np.nan
+    return a
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"power": np.array([1, 1, np.nan, 1, 1, 1], np.float32)}, "field 'power' holds 1 non-finite values"),
+    ({"power": np.full(6, 7.0, np.float32)}, "field 'power' holds values outside [0, 2]"),
+    ({"ref_alpha": np.full((1, 8), np.inf, np.float32)}, "field 'ref_alpha' holds 8 non-finite"),
+    ({"alpha": np.full((6, 8), 1e30, np.float32)}, "field 'alpha' holds values outside"),
+    ({"alpha": _nan_row()}, "field 'alpha' row 2 is partly NaN"),
+    ({"off_frames": np.array([1], np.int32), "off_values": np.full((1, 8), np.nan, np.float32)},
+     "field 'off_values' holds 8 non-finite"),
+    ({"off_frames": np.array([1], np.int32)}, "'off_frames' and 'off_values' come together"),
+    ({"power": np.ones(5, np.float32)}, "field 'power' has shape (5,), expected (6,)"),
+    ({"alpha": np.zeros((6, 7), np.float32)}, "field 'alpha' has shape (6, 7), expected (N, 8)"),
+    ({"relative": np.ones(6, np.float32)}, "field 'relative' has type float32, expected boolean"),
+    ({"alpha": np.zeros((6, 8), np.int64)}, "field 'alpha' has type int64, expected floating point"),
+    ({"ref_frames": np.array([9], np.int32)}, "field 'ref_frames' holds frame numbers outside [0, 5]"),
+    ({"ref_frames": np.array([3, 1], np.int32), "ref_alpha": np.zeros((2, 8), np.float32)}, "not strictly increasing"),
+    ({"fps": np.array(np.inf)}, "field 'fps' is inf"),
+    ({"motion_dim": np.array("eight")}, "field 'motion_dim' has type <U5, expected integer"),
+    ({"size": np.zeros(3, np.int64)}, "field 'size' has shape (3,), expected a single value"),
+    ({"model_sha256": np.array("x")}, "field 'model_sha256' is not a SHA-256"),
+    ({"time": None}, "lacks the field 'time'"),
+    ({"alpha": np.zeros((0, 8), np.float32), "time": np.zeros(0), "power": np.zeros(0, np.float32),
+      "relative": np.zeros(0, bool), "ref_frames": np.zeros(0, np.int32), "ref_alpha": np.zeros((0, 8), np.float32)},
+     "holds no frames"),
+])
+def test_malformed_templates_are_one_line_naming_file_and_field(tmp_path, changes, needle):
+    from lia_live.templates import load_template
+
+    path = _save_npz(tmp_path / "t.npz", _template(**changes))
+    with pytest.raises(UserError) as e:
+        load_template(path)
+    assert needle in str(e.value) and str(path) in str(e.value), str(e.value)
+
+
+def test_damaged_template_files_are_one_line(tmp_path):
+    from lia_live.templates import load_template
+
+    good = _save_npz(tmp_path / "good.npz", _template())
+    assert len(load_template(good)) == 6
+    data = good.read_bytes()
+    cases = {"cut.npz": (data[: len(data) // 2], "is not a motion template (.npz archive)"),
+             "empty.npz": (b"", "is not a motion template"),
+             "text.npz": (b"hello\n", "is not a motion template")}
+    for name, (content, needle) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError, match=re.escape(needle)):
+            load_template(tmp_path / name)
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(tmp_path / "renamed.npz")  # a .npy under an .npz name
+    with pytest.raises(UserError, match="is not a motion template"):
+        load_template(tmp_path / "renamed.npz")
+    obj = _template()
+    obj["time"] = np.array([{"x": 1}] * 6, dtype=object)
+    with open(tmp_path / "obj.npz", "wb") as f:
+        np.savez(f, **obj)
+    with pytest.raises(UserError, match="field 'time' holds Python objects"):
+        load_template(tmp_path / "obj.npz")
+    with pytest.raises(UserError, match="motion template not found"):
+        load_template(tmp_path / "missing.npz")
+    with pytest.raises(UserError, match="motion template is a folder"):
+        load_template(tmp_path)
+    with pytest.raises(UserError, match="special file"):
+        load_template("/dev/zero")
+
+
+def test_a_long_template_replayed_for_a_few_frames_reads_a_few_frames(tmp_path):
+    import time as _time
+
+    from lia_live.templates import load_template
+
+    n = 400_000  # 37 MB: the same code path as the issue's two million frames
+    path = _save_npz(tmp_path / "long.npz", _template(n, alpha=np.zeros((n, 8), np.float32),
+                                                      time=np.arange(n) / 30.0))
+    t0 = _time.perf_counter()
+    t = load_template(path, max_frames=5)
+    took = _time.perf_counter() - t0
+    assert len(t) == 5 and t.alpha.shape == (5, 8) and t.time.nbytes == 40
+    assert took < 0.5, took  # measured: 9 ms for two million frames (the whole file: 1 s)
+    assert len(list(t.args())) == 5
+
+
+def test_a_bad_template_through_lia_animate_is_one_line(inputs, tmp_path, capsys):
+    from lia_live.cli.animate import main as animate
+
+    bad = _save_npz(tmp_path / "bad.npz", _template(power=np.full(6, np.nan, np.float32)))
+    base = ["--source", inputs["src"], "--checkpoint", inputs["ck"], "--backend", "eager", "--device", "cpu",
+            "--no-progress", "--output", tmp_path / "o.mp4"]
+    rc = animate([str(a) for a in base + ["--motion", bad]])
+    one_line_exit_2((rc, capsys.readouterr().err), f"motion template {bad}: field 'power' holds 6 non-finite")
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"format": "lia-live-offsets/1", "offsets": [1e30, 0, 0, 0, 0, 0, 0, 0]}',
+     "value 0 is 1e+30; offsets must be finite numbers within ±100"),
+    ('{"format": "lia-live-offsets/1", "offsets": [NaN, 0, 0, 0, 0, 0, 0, 0]}', "value 0 is nan"),
+    ('{"format": "lia-live-offsets/1", "offsets": [0, 0, 0, 0, 0, 0, 0, "x"]}', "value 7 is 'x', not a number"),
+    ('{"format": "lia-live-offsets/1", "offsets": [0, 0, 0, 0, 0, 0, 0, true]}', "value 7 is True, not a number"),
+    ('{"format": "lia-live-offsets/1", "offsets": [0, 0]}', "has 2 values; this model has 8 motion directions"),
+    ('{"format": "lia-live-offsets/1", "offsets": {"a": 1}}', '"offsets" is dict, expected a list of 8 numbers'),
+    ('{"offsets": [0, 0, 0, 0, 0, 0, 0, 0]}', 'is not a lia-live offsets file (its "format" is None'),
+    ('"just text"', "holds a JSON str; expected"),
+    ("{not json", "is not valid JSON"),
+    ("\xff\xfe", "is not a text (UTF-8 JSON) file"),
+])
+def test_offsets_files_are_checked_value_by_value(tmp_path, tiny_generator, content, needle):
+    from lia_live.animator import Animator
+    from lia_live.templates import load_offsets
+
+    path = tmp_path / "off.json"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(UserError) as e:
+        load_offsets(path, Animator(tiny_generator))
+    assert needle in str(e.value) and str(path) in str(e.value), str(e.value)
+
+
+def test_offsets_as_a_plain_list_work_and_devices_are_refused(tmp_path, tiny_generator):
+    from lia_live.animator import Animator
+    from lia_live.templates import load_offsets
+
+    anim = Animator(tiny_generator)
+    path = tmp_path / "list.json"
+    path.write_text("[0, 0.5, 0, 0, 0, 0, 0, -1]")
+    assert load_offsets(path, anim) == [0, 0.5, 0, 0, 0, 0, 0, -1]
+    with pytest.raises(UserError, match="offsets file is a device, pipe or other special file"):
+        load_offsets("/dev/zero", anim)  # used to read forever, then MemoryError
+    with pytest.raises(UserError, match="offsets file is a folder"):
+        load_offsets(tmp_path, anim)
+    path.write_text("[" + "0, " * 40000 + "0]")
+    with pytest.raises(UserError, match="is too large"):
+        load_offsets(path, anim)
+
+
+# -- class 13: every number has a range -----------------------------------------------------------------
+@pytest.mark.parametrize("module", ["lia_live.cli.animate", "lia_live.cli.evaluate", "lia_live.cli.live",
+                                    "lia_live.cli.bench"])
+def test_every_numeric_option_has_a_range(module):
+    import argparse
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    checked = 0
+    for action in parser._actions:
+        t = action.type
+        assert t not in (int, float) or action.choices, f"{action.option_strings} takes any {t.__name__}"
+        name = getattr(t, "__name__", "")
+        if name not in ("number", "integer"):
+            continue
+        for huge in ("1e300", "-1e300", str(10 ** 30), str(-10 ** 30)):
+            with pytest.raises(argparse.ArgumentTypeError):
+                t(huge)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("value,needle", [("100000", "must be in [1, "), ("-5", "must be in [1, "),
+                                          ("0", "must be in [1, "), ("x", "invalid literal")])
+def test_backend_thread_counts_are_bounded(value, needle):
+    from lia_live.backends import backend_info
+
+    with pytest.raises(UserError, match=re.escape(needle)):
+        backend_info("onnxruntime").convert_options({"threads": value})
+    assert backend_info("onnxruntime").convert_options({"threads": "2"}) == {"threads": 2}
+
+
+def test_every_int_backend_option_declares_its_range():
+    from lia_live.backends import backend_info, backend_names
+
+    ints = [(n, o.key) for n in backend_names() for o in backend_info(n).options if o.kind == "int"]
+    assert ints and all(backend_info(n).option(k).range is not None for n, k in ints), ints
+
+
+# -- class 14: options that do not apply to the mode --------------------------------------------------------
+@pytest.mark.parametrize("extra,needle", [
+    (["--motion", "T", "--mode", "absolute"], "--mode applies to --driving videos only (a --motion template"),
+    (["--motion", "T", "--motion-power", "1.5"], "--motion-power applies to --driving videos only"),
+    (["--motion", "T", "--reference", "auto"], "--reference applies to --driving videos only"),
+    (["--motion", "T", "--crop", "auto"], "--crop applies to --driving videos only"),
+    (["--manipulate", "1", "--mode", "absolute"], "--mode applies to --driving videos only (--manipulate"),
+    (["--driving", "D", "--mode", "absolute", "--reference", "landmarks"], "--mode absolute has none"),
+])
+def test_options_that_do_not_apply_are_refused(inputs, tmp_path, capsys, extra, needle):
+    from lia_live.cli.animate import main as animate
+
+    template = _save_npz(tmp_path / "t.npz", _template())
+    subst = {"T": template, "D": inputs["folder"]}
+    rc = animate([str(a) for a in ["--source", inputs["src"], "--output", tmp_path / "o.mp4",
+                                   *(subst.get(e, e) for e in extra)]])
+    one_line_exit_2((rc, capsys.readouterr().err), needle)
+
+
+def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
+                    "absolute", "--reference", "auto")
+    assert rc == 0 and err.count("warning: --reference auto") == 1, err
+
+
+# -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------
+def _clips(root: Path, n_clips: int = 2, n_frames: int = 4) -> Path:
+    """Training clips: PNG folders of a moving square (root/train/clipN/00000.png ...)."""
+    for c in range(n_clips):
+        folder = root / "train" / f"clip{c}"
+        folder.mkdir(parents=True)
+        for t in range(n_frames):
+            img = np.full((64, 64, 3), 60 + 80 * c, np.uint8)
+            img[20:40, 8 + 8 * t:28 + 8 * t] = 230
+            cv2.imwrite(str(folder / f"{t:05d}.png"), img)
+    return root
+
+
+def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_path):
+    from train.checkpoints import list_checkpoints
+    from train.config import preset_config
+    from train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    cfg = preset_config("tiny")
+    cfg.data, cfg.out, cfg.progress = str(_clips(tmp_path / "data")), str(tmp_path / "run"), False
+    cfg.iters, cfg.batch_size, cfg.save_every, cfg.keep = 2, 2, 1, 5
+    Trainer(cfg, torch.device("cpu")).run()
+    first, newest = list_checkpoints(tmp_path / "run" / "checkpoints")[-2:]
+    newest.write_bytes(newest.read_bytes()[:1000])  # an interrupted copy
+    cfg.resume, cfg.iters = "auto", 3
+    with pytest.raises(UserError) as e:
+        Trainer(cfg, torch.device("cpu"))
+    msg = str(e.value)
+    assert "newest checkpoint is damaged" in msg and f"pass --resume {first}" in msg and newest.name in msg, msg
+    assert "\n" not in msg and newest.stat().st_size == 1000  # nothing removed behind the user's back
+
+
+def test_eval_resume_scores_again_when_frames_changed_or_records_are_odd(inputs, tmp_path):
+    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+
+    vid = tmp_path / "data" / "test" / "vidA"
+    vid.mkdir(parents=True)
+    for i, f in enumerate(inputs["frames"][:3]):
+        cv2.imwrite(str(vid / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "eval"
+    cfg = EvalConfig(checkpoint=inputs["ck"], data=tmp_path / "data", out=out, metrics=("l1",), domain="face",
+                     progress=False)
+    said: list[str] = []
+    first = run_evaluation(cfg, log=said.append)
+    assert first["per_video"]["vidA"]["frames"] == 3
+    again = run_evaluation(cfg, log=said.append)
+    assert again["per_video"] == first["per_video"] and "already scored" in said[-1]  # reused as it is
+    cv2.imwrite(str(vid / "003.png"), cv2.cvtColor(inputs["frames"][3], cv2.COLOR_RGB2BGR))  # frames changed
+    said.clear()
+    second = run_evaluation(cfg, log=said.append)
+    assert second["per_video"]["vidA"]["frames"] == 4, said
+    assert any("scoring vidA again: its frames changed since it was scored" in s for s in said), said
+    rec_path = out / "per_video" / "vidA.json"
+    for odd in ({**json.loads(rec_path.read_text()), "frames": "4"}, [1, 2], "x" * 10):
+        rec_path.write_text(json.dumps(odd))
+        said.clear()
+        assert run_evaluation(cfg, log=said.append)["overall"]["l1"] == pytest.approx(second["overall"]["l1"])
+        assert any("scoring vidA again" in s for s in said), said
+
+
+# -- class 16: what users read: GIFs, faceless clips, counts ---------------------------------------------------
+def test_a_gif_reads_the_same_as_source_and_as_driving(tmp_path, capsys):
+    from PIL import Image
+
+    from lia_live.io import open_frames, read_image
+
+    frames = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(1, 5)]
+    Image.fromarray(frames[0]).save(tmp_path / "a.gif", save_all=True,
+                                    append_images=[Image.fromarray(f) for f in frames[1:]], duration=100, loop=0)
+    Image.fromarray(frames[2]).save(tmp_path / "still.gif")
+    as_source = read_image(tmp_path / "a.gif", "source image")
+    as_driving = list(open_frames(tmp_path / "a.gif"))
+    assert len(as_driving) == 4 and np.array_equal(as_source, as_driving[0])
+    assert as_source.shape == (48, 64, 3) and abs(float(as_source.mean()) - 30) <= 2
+    assert "is an animated GIF: using its first frame" in capsys.readouterr().err
+    assert abs(float(read_image(tmp_path / "still.gif").mean()) - 90) <= 2
+    assert "animated" not in capsys.readouterr().err
+    (tmp_path / "bad.gif").write_bytes(b"GIF89a and then nothing")
+    with pytest.raises(UserError, match="source image is not a readable image"):
+        read_image(tmp_path / "bad.gif", "source image")
+
+
+def test_a_driving_clip_without_any_face_is_refused_and_keeps_nothing(inputs, tmp_path, capsys):
+    from lia_live.cli.animate import main as animate
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(blank / f"{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    out = tmp_path / "o.mp4"
+    rc = animate([str(a) for a in animate_args({**inputs, "folder": blank}, out, "--crop", "auto")])
+    one_line_exit_2((rc, capsys.readouterr().err), f"no face found in any of the 4 frames of {blank}", alone=False)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_keeps_the_motion_recording_in_step_with_the_video(inputs, tmp_path, monkeypatch, capsys):
+    """A real SIGINT after 3 written frames (batch 4: motion is recorded a batch ahead): video and template
+    hold the same frames, and a replay of the template matches the video frame for frame."""
+    from lia_live import offline
+    from lia_live.cli.animate import main as animate
+    from lia_live.templates import load_template
+
+    real_open = offline.open_writer
+
+    def open_writer(*a, **kw):
+        w = real_open(*a, **kw)
+        write = w.write
+
+        def write_then_signal(rgb):
+            write(rgb)
+            if w.frames == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        w.write = write_then_signal
+        return w
+
+    monkeypatch.setattr(offline, "open_writer", open_writer)
+    out, rec = tmp_path / "pngs", tmp_path / "m.npz"
+    rc = animate([str(a) for a in animate_args(inputs, out, "--record-motion", rec, "--batch-size", "4")])
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    written = len(list(out.iterdir()))
+    assert 3 <= written < 20 and len(load_template(rec)) == written, err
+    assert f"motion recorded: {rec} ({written} frames)" in err and leftovers(tmp_path) == []
+    monkeypatch.setattr(offline, "open_writer", real_open)
+    replay = tmp_path / "replay"
+    assert animate([str(a) for a in ["--source", inputs["src"], "--checkpoint", inputs["ck"], "--backend", "eager",
+                                     "--device", "cpu", "--no-progress", "--output", replay, "--motion", rec]]) == 0
+    assert len(list(replay.iterdir())) == written

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from traindata import write_png_clips
+from media import write_png_clips
 
 from lia_live.model import Generator, GeneratorConfig
 from train.config import preset_config

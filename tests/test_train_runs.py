@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from traindata import write_png_clips
+from media import write_png_clips
 
 from lia_live.model.checkpoint import load_generator
 from train.checkpoints import newest_checkpoint

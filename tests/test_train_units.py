@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from traindata import write_png_clips
+from media import write_png_clips
 
 from lia_live.errors import UserError
 from lia_live.model import GeneratorConfig

@@ -84,6 +84,18 @@ def save_checkpoint(folder: Path, iteration: int, gen, dis, g_optim, d_optim, tr
     return path
 
 
+def newest_readable_before(path: Path) -> Path | None:
+    """The newest checkpoint older than ``path`` in its folder that loads (for a damaged newest one)."""
+    older = [p for p in list_checkpoints(path.parent) if NAME.match(p.name) and p.name < path.name]
+    for p in reversed(older):
+        try:
+            load_checkpoint(p)
+        except UserError:
+            continue
+        return p
+    return None
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A training checkpoint (``weights_only=True``); UserError when it is not one of ours."""
     ckpt = torch_load_safe(path)

@@ -28,7 +28,14 @@ from lia_live.model.checkpoint import _strip_prefix, build_generator, read_gener
 from lia_live.signals import Stopper
 
 from . import dist
-from .checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint, set_rng_state
+from .checkpoints import (
+    list_checkpoints,
+    load_checkpoint,
+    newest_checkpoint,
+    newest_readable_before,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig, dumps
 from .data import PairDataset, RankBatchSampler, display_batch, find_videos, make_loader
 from .discriminator import Discriminator
@@ -137,7 +144,16 @@ class Trainer:
             dist.print0(f"train: initialised G from {path} (it has no discriminator; D starts from scratch)")
 
     def _load_resume(self, path: Path, gcfg: GeneratorConfig) -> None:
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except UserError as e:
+            if self.cfg.resume != "auto":
+                raise
+            older = newest_readable_before(path)
+            hint = (f"the newest readable one is {older}: pass --resume {older}" if older is not None
+                    else "no older checkpoint there can be read either")
+            raise UserError(f"--resume auto: the newest checkpoint is damaged ({e}); {hint}, or move "
+                            f"{path.name} away") from None
         if GeneratorConfig.from_dict(ckpt["config"]) != gcfg:
             raise UserError(f"{path} was trained with generator {ckpt['config']}, but this run asks for "
                             f"{gcfg.to_dict()}; resume with the same model options")

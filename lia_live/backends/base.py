@@ -24,6 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..model import Generator
+from ..runtime import canonical_device
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -48,7 +49,7 @@ class Backend:
     def __init__(self, generator: Generator, device: str | torch.device = "cpu", precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.device = torch.device(device)
+        self.device = canonical_device(device)  # cuda:N, never bare cuda: compared with tensors' devices
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.config = generator.config
@@ -68,6 +69,12 @@ class Backend:
     def describe(self) -> str:
         return f"{self.name} ({self.precision}, {self.device})"
 
+    warmup_calls = 0  # calls of each per-frame graph that warmup() makes by default (0: nothing to warm up)
+
+    def warmup(self, iters: int | None = None) -> None:
+        """Capture, compile or otherwise prepare every per-frame graph at batch 1 (``iters`` calls each;
+        default ``warmup_calls``), so that the first frame does not stall. Backends with lazy work override it."""
+
 
 def _parse_bool(text: str) -> bool:
     t = text.strip().lower()
@@ -82,7 +89,8 @@ def _parse_bool(text: str) -> bool:
 class BackendOption:
     """One option a backend takes: ``key`` (as written on the command line), its type, help and choices.
 
-    ``kind`` is "str", "int" or "bool"; ``arg`` is the factory's keyword (default: ``key`` with '-' → '_').
+    ``kind`` is "str", "int" or "bool"; ``arg`` is the factory's keyword (default: ``key`` with '-' → '_');
+    ``range`` (lo, hi): the values an "int" option accepts (every numeric option has one).
     """
 
     key: str
@@ -90,6 +98,7 @@ class BackendOption:
     kind: str = "str"
     choices: tuple[str, ...] | None = None
     arg: str | None = None
+    range: tuple[int, int] | None = None
 
     @property
     def kwarg(self) -> str:
@@ -108,10 +117,14 @@ class BackendOption:
             raise UserError(f"backend {backend!r} option {self.key}: {e}") from None
         if self.choices is not None and value not in self.choices:
             raise UserError(f"backend {backend!r} option {self.key}={value}: choose one of {', '.join(self.choices)}")
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            raise UserError(f"backend {backend!r} option {self.key}={value}: must be in [{self.range[0]}, "
+                            f"{self.range[1]}]")
         return value
 
     def describe(self) -> str:
-        choices = f" ({'|'.join(self.choices)})" if self.choices else f" ({self.kind})"
+        span = f", {self.range[0]}-{self.range[1]}" if self.range else ""
+        choices = f" ({'|'.join(self.choices)})" if self.choices else f" ({self.kind}{span})"
         return f"{self.key}{choices}: {self.help}"
 
 

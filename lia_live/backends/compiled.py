@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -93,7 +94,10 @@ class CompileBackend(GraphBackend):
         self._motion = torch.compile(motion, dynamic=False, fullgraph=True, **kw)
         self._synth = torch.compile(synth, dynamic=False, fullgraph=True, **kw)
         self._cudagraphs = self.mode in CUDAGRAPH_MODES
+        # cudagraph trees: a warm-up call, a recording call, then replays
+        self.warmup_calls = 3 if self._cudagraphs else 1
         self._done: set[str] = set()
+        self.owner_thread: int | None = None  # the thread of the first call (see _check_thread)
 
     def _load_cache(self, engine_root) -> None:
         self._spec = compile_cache_spec(self.generator, self.precision, self.mode, self.device)
@@ -122,7 +126,21 @@ class CompileBackend(GraphBackend):
         self.cache_loaded = True
         log(f"compile: saved the compiled code to {self.cache_path} (next launch starts faster)")
 
+    def _check_thread(self) -> None:
+        """CUDA-graph modes: every call on the thread of the first. In torch 2.11 the cudagraph-tree state is
+        per thread (pytorch/pytorch#123177, fixed later): a warm-up on one thread and calls from another fail
+        with an assertion deep inside inductor; this says what happened instead. The live loop warms the
+        model up on the model stage's own thread (``Animator.warm_up`` as that stage's ``on_start``)."""
+        me = threading.get_ident()
+        if self.owner_thread is None:
+            self.owner_thread = me
+        elif self._cudagraphs and me != self.owner_thread:
+            raise RuntimeError(f"compile ({self.mode}): called from another thread than its first call; "
+                               f"torch.compile's CUDA graphs are per thread here (torch {torch.__version__}): "
+                               f"warm up and call the model on one thread")
+
     def _call(self, kind: str, fn, *xs: torch.Tensor) -> torch.Tensor:
+        self._check_thread()
         first = kind not in self._done
         if first and not self._done:
             log(f"compile: compiling the per-frame graphs ({self.mode}, {self.precision}, {self.device}"

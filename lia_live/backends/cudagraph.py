@@ -34,7 +34,7 @@ from ..errors import UserError
 from ..model import Generator
 from .base import BackendInfo, BackendOption, register_backend
 from .export import MotionEncoderGraph, SynthesisGraph
-from .graph import GraphBackend, reduced_precision_copy
+from .graph import CHECK_HELP, GraphBackend, reduced_precision_copy
 
 Capture = Callable[[Callable[..., torch.Tensor], list[torch.Tensor], object, int],
                    tuple[object, torch.Tensor]]
@@ -45,39 +45,74 @@ def capture_cuda_graph(fn: Callable[..., torch.Tensor], inputs: list[torch.Tenso
     """Warm ``fn(*inputs)`` up on a side stream, then capture one call into a CUDA graph (not run on a GPU yet).
 
     Returns (graph, static output). ``inputs`` must be the static buffers later calls copy into.
+    - ``torch.cuda.device(device)``: streams, the pool and the capture belong to the inputs' GPU, not to the
+      current device (``--device cuda:1``);
+    - ``capture_error_mode="thread_local"``: ``torch.cuda.graph`` empties the allocator's cache before it
+      captures, so another thread's next allocation (the track stage, a frame upload) is a ``cudaMalloc``,
+      which the default "global" mode forbids during any capture (error 900, capture invalidated:
+      pytorch/pytorch#107407, the reason Inductor captures thread-locally). Only this thread's calls are
+      checked; other threads' work goes on their own streams and allocations outside the graph's pool.
     """
     device = inputs[0].device
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.no_grad(), torch.cuda.stream(side):
-        for _ in range(warmup):
-            fn(*inputs)
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph, pool=pool):
-        out = fn(*inputs)
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(warmup):
+                fn(*inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            out = fn(*inputs)
     return graph, out
 
 
+def _identity(x: torch.Tensor) -> tuple:
+    """What makes two calls' tensors the same data: memory, layout and (for ordinary tensors) the version
+    counter, which in-place writes bump (inference tensors have none; nothing writes source features)."""
+    version = None if x.is_inference() else x._version
+    return (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x.dtype, version)
+
+
 class StaticGraph:
-    """``fn`` captured over static input buffers shaped like ``example``; calls copy in, replay, clone out."""
+    """``fn`` captured over static input buffers shaped like ``example``; calls copy in, replay, clone out.
+
+    Inputs listed in ``static`` (the six source feature maps of the synthesis: ~31 MB at batch 1, ~1 GB at
+    batch 32) are copied only when a call passes other data than the last copy (another source, another
+    view): the last copied tensor is held, so its memory cannot be reused by a new tensor that would look
+    the same. ``copies[i]`` counts the copies into input ``i``.
+    """
 
     def __init__(self, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor], pool, warmup: int = 3,
-                 capture: Capture = capture_cuda_graph):
+                 capture: Capture = capture_cuda_graph, static: Sequence[int] = ()):
         self.graph: Any = None  # torch.cuda.CUDAGraph (or a stand-in in tests)
-        self.inputs = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in example]  # static
-        for buf, x in zip(self.inputs, example):
-            buf.copy_(x)
+        self.static = frozenset(static)
+        with torch.inference_mode(False):  # ordinary tensors: calls copy into them in and out of inference mode
+            self.inputs = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in example]  # static
+        self.copies = [0] * len(self.inputs)
+        self._held: list[tuple[torch.Tensor, tuple] | None] = [None] * len(self.inputs)
+        self._fill(example)
         self.graph, self.output = capture(fn, self.inputs, pool, warmup)
         self.replays = 0
 
-    def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
+    def _fill(self, xs: Sequence[torch.Tensor]) -> None:
         if len(xs) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} inputs, got {len(xs)}")
         for buf, x in zip(self.inputs, xs):
             if x.shape != buf.shape:
                 raise ValueError(f"static graph input of shape {tuple(buf.shape)} got {tuple(x.shape)}")
+        for i, (buf, x) in enumerate(zip(self.inputs, xs)):
+            if i in self.static:
+                key = _identity(x)
+                held = self._held[i]
+                if held is not None and held[1] == key:
+                    continue  # the same source features as last time: already in the buffer
+                self._held[i] = (x, key)
             buf.copy_(x)  # converts dtype; broadcast views (expanded source features) copy fine
+            self.copies[i] += 1
+
+    def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
+        self._fill(xs)
         self.graph.replay()
         self.replays += 1
         return self.output.clone()  # the next replay (of any graph in the pool) overwrites self.output
@@ -90,8 +125,10 @@ class CudaGraphBackend(GraphBackend):
     max_batch = None
     prefers_batch = True
 
+    warmup_calls = 1  # one call per graph captures it (the capture runs its own warm-up iterations)
+
     def __init__(self, generator: Generator, device="cuda", precision="fp16", warmup: int = 3,
-                 share_pool: bool = True, capture: Capture | None = None):
+                 share_pool: bool = True, capture: Capture | None = None, check: bool = True):
         super().__init__(generator, device, precision)
         if capture is None:
             if self.device.type != "cuda":
@@ -101,11 +138,21 @@ class CudaGraphBackend(GraphBackend):
             raise UserError(f"cudagraph option warmup must be >= 1, got {warmup}")
         self._capture, self.warmup_iters, self.share_pool = capture, warmup, share_pool
         self._lock = threading.Lock()
-        model = reduced_precision_copy(self.generator, self.dtype)  # ToFlow stays fp32
+        self.check_on_source = check  # reduced precision: checked against fp32 on the first source
+        self._build()
+
+    def _build(self) -> None:
+        """The graphs' model at the current precision (ToFlow stays fp32); captured graphs are dropped."""
+        model = reduced_precision_copy(self.generator, self.dtype)
         self._motion = MotionEncoderGraph(model).eval()
         self._synth = SynthesisGraph(model).eval()
-        self._pool: Any = None
-        self.graphs: dict[tuple[str, int], StaticGraph] = {}
+        with self._lock:
+            self._pool: Any = None
+            self.graphs: dict[tuple[str, int], StaticGraph] = {}
+
+    def use_fp32(self) -> None:
+        self.precision, self.dtype = "fp32", torch.float32
+        self._build()
 
     def _pool_handle(self):
         if not self.share_pool or self._capture is not capture_cuda_graph:
@@ -114,18 +161,21 @@ class CudaGraphBackend(GraphBackend):
             self._pool = torch.cuda.graph_pool_handle()
         return self._pool
 
-    def _run(self, kind: str, fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
+    def _run(self, kind: str, fn: Callable[..., torch.Tensor], *xs: torch.Tensor,
+             static: Sequence[int] = ()) -> torch.Tensor:
         key = (kind, xs[0].shape[0])
         with self._lock:  # captures and replays never overlap (shared pool, static buffers)
             if key not in self.graphs:
-                self.graphs[key] = StaticGraph(fn, xs, self._pool_handle(), self.warmup_iters, self._capture)
+                self.graphs[key] = StaticGraph(fn, xs, self._pool_handle(), self.warmup_iters, self._capture,
+                                               static=static)
             return self.graphs[key](*xs)
 
     def motion_fn(self, img: torch.Tensor) -> torch.Tensor:
         return self._run("motion", self._motion, img)  # (B, M)
 
     def synth_fn(self, latent: torch.Tensor, *feats: torch.Tensor) -> torch.Tensor:
-        return self._run("synthesis", self._synth, latent, *feats)  # (B, 3, S, S)
+        # the source features change only with the source: copied into the graph only then
+        return self._run("synthesis", self._synth, latent, *feats, static=range(1, 1 + len(feats)))  # (B, 3, S, S)
 
     def describe(self) -> str:
         return f"cudagraph (CUDA graphs of eager, {self.precision}, {self.device})"
@@ -144,6 +194,8 @@ def _available(device: torch.device) -> tuple[bool, str]:
 register_backend(BackendInfo(
     "cudagraph", CudaGraphBackend, _available, priority=50, precisions=("fp16", "fp32", "bf16"),
     default_precision="fp16", batch_friendly=True,
-    options=(BackendOption("warmup", "warm-up runs on a side stream before each capture", kind="int"),
+    options=(BackendOption("warmup", "warm-up runs on a side stream before each capture", kind="int",
+                           range=(0, 100)),
              BackendOption("share-pool", "one memory pool for all graphs (off: callers replay from several streams)",
-                           kind="bool"))))
+                           kind="bool"),
+             BackendOption("check", CHECK_HELP, kind="bool"))))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import BackendInfo, register_backend
-from .graph import GraphBackend, check_cpu_precision, reduced_precision_copy, synthesis_dtype
+from .base import BackendInfo, BackendOption, register_backend
+from .graph import CHECK_HELP, GraphBackend, check_cpu_precision, reduced_precision_copy, synthesis_dtype
 
 
 class EagerBackend(GraphBackend):
@@ -22,11 +22,17 @@ class EagerBackend(GraphBackend):
     max_batch = None
     prefers_batch = True
 
-    def __init__(self, generator, device="cpu", precision="fp32"):
+    def __init__(self, generator, device="cpu", precision="fp32", check: bool = True):
         super().__init__(generator, device, precision)
         # ``self.generator`` stays the fp32 reference; a cast copy runs reduced precisions.
         check_cpu_precision(precision, self.device, self.name)
         self.model = reduced_precision_copy(self.generator, self.dtype, synthesis_dtype(self.dtype, self.device))
+        self.check_on_source = check  # reduced precision: checked against fp32 on the first source
+        self.warmup_calls = 1 if self.device.type == "cuda" else 0  # CUDA: cuDNN's choice, the allocator's growth
+
+    def use_fp32(self) -> None:
+        self.model = self.generator
+        self.precision, self.dtype = "fp32", torch.float32
 
     def motion_fn(self, img: torch.Tensor) -> torch.Tensor:
         return self.model.enc.enc_motion(img)  # (B, M)
@@ -43,4 +49,6 @@ def _available(device: torch.device) -> tuple[bool, str]:
     return True, "PyTorch"
 
 
-register_backend(BackendInfo("eager", EagerBackend, _available, priority=0, batch_friendly=True))
+register_backend(BackendInfo(
+    "eager", EagerBackend, _available, priority=0, batch_friendly=True,
+    options=(BackendOption("check", CHECK_HELP, kind="bool"),)))

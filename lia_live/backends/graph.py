@@ -22,7 +22,9 @@ from ..model import Generator
 from .base import Backend, SourceState
 from .checks import Check, check_output, test_card
 
-__all__ = ["GraphBackend", "check_cpu_precision", "log", "reduced_precision_copy", "synthesis_dtype"]
+__all__ = ["CHECK_HELP", "GraphBackend", "check_cpu_precision", "log", "reduced_precision_copy", "synthesis_dtype"]
+
+CHECK_HELP = "check reduced precision against fp32 on the first source, fp32 if it diverges (default: on)"
 
 
 def synthesis_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -70,12 +72,31 @@ class GraphBackend(Backend):
     def __init__(self, generator: Generator, device="cpu", precision="fp32"):
         super().__init__(generator, device, precision)
         self.validated: list[Check] | None = None
+        self.check_on_source = False  # reduced precision checked against fp32 at the first source (subclasses)
 
     @torch.no_grad()
     def encode_source(self, img: torch.Tensor) -> SourceState:
         wa, feats = self.generator.enc.net_app(img.to(self.device, torch.float32))
         alpha = self.generator.enc.fc(wa)  # (B, M)
-        return SourceState(wa.float(), list(feats), alpha.float())  # feats stay fp32: only ToFlow reads them
+        state = SourceState(wa.float(), list(feats), alpha.float())  # feats stay fp32: only ToFlow reads them
+        if self.check_on_source and self.precision != "fp32":
+            self.check_on_source = False
+            self.check_precision(img)
+        return state
+
+    def check_precision(self, image: torch.Tensor | None = None) -> list[Check]:
+        """Reduced precision against the fp32 eager model on ``image`` (the first source): when it diverges
+        (real weights can overflow fp16 where seeded ones do not), say so in one line and run fp32 from now on."""
+        checks = self.validate(image)
+        if not all(c.ok for c in checks):
+            detail = "; ".join(str(c) for c in checks if not c.ok)
+            log(f"WARNING: {self.name} {self.precision} diverges from fp32 on this source ({detail}); running fp32")
+            self.use_fp32()
+        return checks
+
+    def use_fp32(self) -> None:
+        """Run the per-frame graphs in fp32 from now on (after a failed reduced-precision check)."""
+        raise NotImplementedError
 
     def _chunks(self, batch: int) -> list[slice]:
         step = self.max_batch or batch
@@ -97,10 +118,18 @@ class GraphBackend(Backend):
         """``latent`` moved by motion ``alpha`` through the model's own Direction module (absolute motion)."""
         return latent + self.generator.dec.direction(alpha.float())  # (B, D)
 
-    def warmup(self, iters: int = 2) -> None:
-        """Run both graphs on a test card (triggers lazy compilation or capture)."""
+    def warmup(self, iters: int | None = None) -> None:
+        """Run both graphs ``iters`` times (default ``warmup_calls``) at batch 1 on a test card: triggers
+        lazy compilation or capture. The source check is not run on the test card."""
+        iters = self.warmup_calls if iters is None else iters
+        if iters <= 0:
+            return
         img = test_card(self.config.size).to(self.device)
-        src = self.encode_source(img)
+        pending, self.check_on_source = self.check_on_source, False
+        try:
+            src = self.encode_source(img)
+        finally:
+            self.check_on_source = pending
         with torch.no_grad():
             for _ in range(iters):
                 self.synthesize(self._moved_latent(src.latent, self.encode_motion(img)), src.feats)

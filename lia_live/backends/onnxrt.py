@@ -119,6 +119,7 @@ def _available(device: torch.device) -> tuple[bool, str]:
 # processes (no OpenMP busy-waiting), and its exported files are cached on disk (fast restarts).
 register_backend(BackendInfo(
     "onnxruntime", OnnxRuntimeBackend, _available, priority=10, precisions=("fp32",), cpu_priority=30,
-    options=(BackendOption("threads", "intra-op threads (default: torch's thread count)", kind="int"),
+    options=(BackendOption("threads", "intra-op threads (default: torch's thread count)", kind="int",
+                           range=(1, 4 * (os.cpu_count() or 1))),
              BackendOption("spin", "let idle worker threads busy-wait (faster alone, steals CPU in the live loop)",
                            kind="bool"))))

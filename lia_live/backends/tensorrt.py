@@ -138,6 +138,7 @@ def _cloning(module):
 
 class TensorRTBackend(GraphBackend):
     name = "tensorrt"
+    warmup_calls = 2  # the first call records the runtime's CUDA graphs
 
     def __init__(self, generator: Generator, device="cuda", precision="fp16",
                  engine_root: str | os.PathLike | None = None, validate_on_source: bool = True,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from ..errors import UserError
-from ..fsutil import check_output_path
+from ..errors import UserError, as_flag
 from ..log import log, plural
 from ..offline import run_animate
-from ..options import add_config_args, config_from_args
+from ..options import add_config_args, apply_values, parsed_values
+from ..paths import Place, check_places
 from ..settings import AnimateConfig
 from .common import ArgumentParser, user_errors
+
+# options that only shape how a driving video's motion is read: refused with --motion and --manipulate
+DRIVING_ONLY = ("motion.mode", "motion.crop", "motion.motion_power", "motion.reference")
 
 
 def build_parser() -> ArgumentParser:
@@ -20,14 +24,35 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+def refuse_idle_options(cfg: AnimateConfig, given: dict[str, Any]) -> None:
+    """Options given on the command line that would be silently ignored in the chosen mode are refused (one line)."""
+    if cfg.driving is None:
+        idle = [k for k in DRIVING_ONLY if k in given]
+        if idle:
+            what = "a --motion template carries each frame's mode, reference and power" if cfg.template is not None \
+                else "--manipulate walks one motion direction"
+            raise UserError(f"{as_flag(idle[0])} applies to --driving videos only ({what}); leave it out")
+    if cfg.motion.mode == "absolute" and "motion.reference" in given:
+        raise UserError("--reference chooses the reference pose of relative motion; --mode absolute has none")
+
+
+def check_paths(cfg: AnimateConfig) -> None:
+    """Every output against every other and every input, before any work (see lia_live.paths)."""
+    check_places([Place("output", cfg.output, "writer"),
+                  Place("record_motion", cfg.record_motion, what="motion recording")],
+                 [Place("source", cfg.source), Place("driving", cfg.driving), Place("template", cfg.template),
+                  Place("checkpoint", cfg.model.checkpoint)], cfg.overwrite)
+
+
 def parse_config(argv=None) -> AnimateConfig:
-    cfg = config_from_args(AnimateConfig(), build_parser().parse_args(argv))
+    given = parsed_values(build_parser().parse_args(argv))
+    cfg = apply_values(AnimateConfig(), given)
     if sum(x is not None for x in (cfg.manipulate, cfg.driving, cfg.template)) != 1:
         raise UserError("give exactly one of --driving VIDEO_OR_FRAME_DIR, --motion FILE.npz or --manipulate K")
-    if cfg.record_motion is not None:
-        if cfg.driving is None:
-            raise UserError("«record_motion» records the motion of a --driving video")
-        check_output_path(cfg.record_motion, cfg.overwrite, "motion recording")
+    if cfg.record_motion is not None and cfg.driving is None:
+        raise UserError("--record-motion records the motion of a --driving video")
+    refuse_idle_options(cfg, given)
+    check_paths(cfg)
     return cfg
 
 

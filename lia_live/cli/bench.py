@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import torch
@@ -17,9 +18,10 @@ import torch
 from ..backends import parse_backend_options
 from ..errors import UserError
 from ..fsutil import check_output_path, write_atomic
-from .common import ArgumentParser, user_errors
+from .common import ArgumentParser, int_range, user_errors
 
 PROG = "lia-live bench"
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 def _ints(text: str) -> list[int]:
@@ -27,8 +29,8 @@ def _ints(text: str) -> list[int]:
         out = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    if not out or min(out) < 1 or max(out) > 1024:
+        raise argparse.ArgumentTypeError(f"batch sizes must be in [1, 1024], got {text!r}")
     return out
 
 
@@ -44,12 +46,14 @@ def build_parser() -> ArgumentParser:
                    help="batch sizes for batch-friendly backends (default: 1,8,32 on CUDA, 1 on CPU)")
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, passed to every benchmarked backend that takes it (repeatable)")
-    p.add_argument("--frames", type=int, default=50, help="timed calls per row (after warm-up)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls per row first")
-    p.add_argument("--naive-frames", type=int, default=10,
+    p.add_argument("--frames", type=int_range(1, 100_000), default=50, help="timed calls per row (after warm-up)")
+    p.add_argument("--warmup", type=int_range(0, 10_000), default=5, help="untimed calls per row first")
+    p.add_argument("--naive-frames", type=int_range(0, 100_000), default=10,
                    help="timed frames of the naive official path (0 skips it; it is slow)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved blocks (fairness under shared load)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--rounds", type=int_range(1, 1000), default=5,
+                   help="interleaved blocks (fairness under shared load)")
+    p.add_argument("--threads", type=int_range(1, MAX_THREADS), default=None,
+                   help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")
     return p
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
+from ..log import log
 from ..options import add_config_args, config_from_args, print_config
 from ..remote.settings import RemoteConfig
 from ..settings import LiveConfig
@@ -77,9 +78,11 @@ def check_inputs(cfg: LiveConfig) -> list:
     check_driving(cfg.capture.driving)
     if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
-    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).is_dir():
-        raise UserError(f"offsets file is a folder: {cfg.motion.offsets}")
-    check_outputs(cfg)
+    check_outputs(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    m = cfg.motion
+    if m.mode == "absolute" and m.reference != "first":
+        log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
+            "hotkey m switches to relative mode")
     return portraits
 
 

@@ -36,6 +36,7 @@ from ..runtime import model_device, resolve_checkpoint
 from ..settings import METRICS, EvalConfig
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
+from .records import load_record, stamp
 from .report import clean, summarize_run, summarize_video, write_reports
 
 ALL_METRICS = METRICS
@@ -179,19 +180,6 @@ def _undo_start(out: Path, made_out: bool) -> None:
             out.rmdir()
         except OSError:
             pass
-
-
-def load_record(path: Path, entry: VideoEntry, source: VideoEntry) -> dict | None:
-    """A finished video's record if it is there and matches the plan, else None (it will be recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if rec.get("name") != entry.name or rec.get("source") != source.name:
-        return None
-    return rec
 
 
 def evaluate_video(anim, entry: VideoEntry, source: VideoEntry, cfg: EvalConfig, plan: Plan, scorers: Scorers,
@@ -340,7 +328,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     records: dict[str, dict] = {}
     todo = []
     for entry, source in job.pairs:
-        rec = load_record(cfg.out / "per_video" / f"{safe_name(entry.name)}.json", entry, source)
+        rec = load_record(cfg.out / "per_video" / f"{safe_name(entry.name)}.json", entry, source, job.plan.metrics,
+                          log)
         if rec is None:
             todo.append((entry, source))
         else:
@@ -388,7 +377,8 @@ def score_videos(job: Job, anim, todo: list, records: dict, timers: dict[str, fl
                 if fresh:
                     start_run(cfg.out, job.run)
                     fresh = False
-                write_atomic(cfg.out / "per_video" / f"{safe_name(entry.name)}.json", json.dumps(clean(rec)) + "\n")
+                write_atomic(cfg.out / "per_video" / f"{safe_name(entry.name)}.json",
+                             json.dumps(clean(stamp(rec, entry, source))) + "\n")
                 records[entry.name] = rec
                 new_frames += rec["frames"]
     finally:

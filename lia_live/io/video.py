@@ -54,8 +54,27 @@ def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
         raise UserError(f"cannot read {what} {p}: {os_error_line(e)}") from None
     if not data.size:
         raise UserError(f"{what} is an empty file: {p}")
+    if data[:4].tobytes() == b"GIF8":  # OpenCV's image decoder has no GIF: its first frame through FFmpeg
+        return first_gif_frame(p, what)
     img = decode_image(data, what, p)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def first_gif_frame(path: Path, what: str) -> np.ndarray:
+    """RGB uint8 of a GIF's first frame (an animated GIF as a still image: said once, in the log); the
+    same decoder as a GIF given as driving video, so a GIF reads the same as source and as driving."""
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            decoded = c.decode(c.streams.video[0])
+            first = next(decoded).to_ndarray(format="rgb24")
+            animated = next(decoded, None) is not None
+    except Exception:  # noqa: BLE001 - PyAV raises many types for damaged files: all mean "not readable"
+        raise UserError(f"{what} is not a readable image: {path}") from None
+    if animated:
+        log(f"{what} {path} is an animated GIF: using its first frame")
+    return np.ascontiguousarray(first)
 
 
 def decode_image(data: np.ndarray, what: str, path: Path) -> np.ndarray:

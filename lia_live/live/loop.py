@@ -109,6 +109,7 @@ def serial_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: list
                 stop: threading.Event) -> None:
     sink = Sink(cfg, stages, outputs, window)
     read = reader(cap, stages, cfg.run.max_frames, 1.0 / (cfg.output.fps or 30.0))
+    stages.warm_up()  # GPU first-run fixes: graphs captured before the first frame
     while not stop.is_set() and not sink.done():
         work = read(None)
         if work is END:
@@ -129,7 +130,8 @@ def pipelined_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: l
     rendered = Handoff(newest_only=newest, capacity=1, name="rendered")  # stays ~3 stage times
     limit = None if cap.live else cfg.run.max_frames  # live: frames may be dropped; the sink counts
     pipe.stage("track", reader(cap, stages, limit, 1.0 / (cfg.output.fps or 30.0)), None, tracked)
-    pipe.stage("model", lambda work: stages.infer(work) or None, tracked, rendered)
+    pipe.stage("model", lambda work: stages.infer(work) or None, tracked, rendered,
+               on_start=stages.warm_up)  # GPU first-run fixes: warm-up on the model stage's own thread
     pipe.start()
     try:
         while not stop.is_set() and not sink.done():

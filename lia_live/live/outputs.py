@@ -8,10 +8,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..fsutil import check_output_path
-from ..io import check_writer_path
 from ..log import log
 from ..output import FileOutput, PreviewWindow, VirtualCamera
+from ..paths import check_live_places
 from ..pipeline import BackgroundSink
 from ..settings import LiveConfig
 
@@ -40,15 +39,9 @@ class EncodingOutput:
 
 
 def check_outputs(cfg: LiveConfig) -> None:
-    """Refuse, before anything is opened, outputs that cannot be written or would replace a user's file
-    without «overwrite» (the recording, the stats file, the motion recording)."""
-    o, r = cfg.output, cfg.run
-    if o.output is not None:
-        check_writer_path(o.output, o.overwrite)
-    if r.stats_json is not None:
-        check_output_path(r.stats_json, o.overwrite, "stats file")
-    if r.record_motion is not None:
-        check_output_path(r.record_motion, o.overwrite, "motion recording")
+    """Refuse, before anything is opened, outputs that cannot be written, would replace a user's file without
+    «overwrite», name the same file as another output or as an input (:func:`lia_live.paths.check_places`)."""
+    check_live_places(cfg)
 
 
 def open_outputs(cfg: LiveConfig, out_fps: float, say: Callable[[str], None] = log) -> list:

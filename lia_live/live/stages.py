@@ -141,6 +141,14 @@ class LiveStages:
             self._compositors[(i, mode)] = comp
         return comp
 
+    # ---- warm-up: before any stage takes a frame (GPU first-run fixes, docs/engines.md) -------------------------
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """Capture / compile the model's graphs on the model stage's thread and stream, then wait for the
+        device; the pipelined loop runs this as the model stage's ``on_start``, the serial loop first."""
+        with self._stream("infer"):
+            self.anim.warm_up()
+
     # ---- stages ------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _stream(self, name: str) -> Iterator[None]:

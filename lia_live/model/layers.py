@@ -199,20 +199,38 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
 
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        return F.conv2d(x, weight, padding=self.padding)
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         s = self.modulation(style.to(self.weight.dtype))  # (B, Cin); the latent may arrive in fp32
         weight = self.weight[0] * self.scale  # (Cout, Cin, k, k)
-        x = x * s[:, :, None, None]
-        if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-            out = self.blur(out)
-        else:
-            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate and x.dtype == torch.float16:
+            return self._forward_fp16(x, s, weight)
+        out = self._conv(x * s[:, :, None, None], weight)
         if self.demodulate:
             wsq = weight.pow(2).sum(dim=(2, 3))  # (Cout, Cin)
             demod = torch.rsqrt(s.pow(2) @ wsq.t() + 1e-8)  # (B, Cout)
             out = out * demod[:, :, None, None]
         return out
+
+    def _forward_fp16(self, x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The same function with fp16 kept in range (StyleGAN2-ADA's recipe, written for this static form).
+
+        Real styles reach tens to hundreds, so ``x * s`` and the convolution before demodulation can pass
+        fp16's 65504, and ``+ 1e-8`` is 0 in fp16. The style is pre-normalised per sample by its largest
+        magnitude ``m`` and the weight per output channel by its largest magnitude ``c``; since
+        demodulation cancels any such scale, the output is ``conv(x·s/m, W/c) · (m·c·demod)``, with the
+        demodulation computed in fp32 from the true style and weight (exactly the fp32 factor).
+        """
+        s32, w32 = s.float(), weight.float()
+        demod = torch.rsqrt(s32.pow(2) @ w32.pow(2).sum(dim=(2, 3)).t() + 1e-8)  # (B, Cout) fp32
+        m = s32.abs().amax(dim=1, keepdim=True).clamp_min(1e-20)  # (B, 1)
+        c = w32.abs().amax(dim=(1, 2, 3)).clamp_min(1e-20)  # (Cout,)
+        out = self._conv(x * (s32 / m).to(x.dtype)[:, :, None, None], (w32 / c[:, None, None, None]).to(x.dtype))
+        return out * (demod * m * c).to(x.dtype)[:, :, None, None]
 
 
 class NoiseInjection(nn.Module):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UserError
+from ..runtime import canonical_device, same_device
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +146,7 @@ class Compositor:
 
         _check_array(portrait)
         self.set_source(portrait, box, size)
-        dev = torch.device(device)
+        dev = canonical_device(device)  # compared with the face's device per frame: one form only
         self._t = {}
         if self.mode != "paste":
             return
@@ -171,7 +172,7 @@ class Compositor:
         import torch
 
         c = self._t.get(key)
-        if c is None or c.device != torch.device(device):
+        if c is None or not same_device(c.device, device):
             c = torch.zeros((self.out_h, self.out_w, 3), dtype=torch.uint8, device=device)
             self._t[key] = c
         return c
@@ -199,7 +200,7 @@ class Compositor:
         if "grid" not in self._t:
             raise RuntimeError("Compositor.set_source_tensor() must be called before compose_tensor() in "
                                "paste mode")
-        if isinstance(face, torch.Tensor) and face.device != self._t["device"]:
+        if isinstance(face, torch.Tensor) and not same_device(face.device, self._t["device"]):
             raise ValueError(f"face is on {face.device} but the source was set on {self._t['device']}")
         x = face_to_255(face)  # (1, 3, S, S) 0..255 float
         if x.shape[-1] != self._t["size"]:
