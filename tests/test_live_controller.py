@@ -36,7 +36,8 @@ def test_state_is_json_and_names_the_contract_fields(ctl):
                   "reference_pending": True, "reference_choice": None, "selected_direction": 0,
                   "offsets": [0.0] * M, "source_index": 0, "sources": ["a.png", "b.png", "c.png"],
                   "pending_sources": 0, "passthrough": False, "compose": "crop", "running": True,
-                  "info": {"backend": "eager", "device": "cpu", "precision": "fp32", "model": "tiny"}}
+                  "info": {"backend": "eager", "device": "cpu", "precision": "fp32", "model": "tiny"},
+                  "motion_recording": None, "last_motion": None}
 
 
 @pytest.mark.parametrize("action, params, line, changed", [

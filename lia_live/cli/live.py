@@ -9,6 +9,7 @@
     lia-live engines build ...                      # TensorRT / ONNX engines ahead of time
     lia-live serve                                  # animate for --remote clients (lia_live.cli.serve)
     lia-live --source face.png --remote HOST:PORT --remote-token TOKEN   # the model runs on that server
+    lia-live ui                                     # the control panel (lia_live.cli.ui)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..log import log
 from ..options import add_config_args, config_from_args, print_config
 from ..remote.settings import RemoteConfig
 from ..settings import LiveConfig
-from . import backends, bench, convert, engines, serve
+from . import backends, bench, convert, engines, serve, ui
 from .common import ArgumentParser, user_errors
 
 # ``lia-live NAME ...`` runs NAME's own command line: name → (its main(argv) -> exit code, what it does).
@@ -34,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "convert": (convert.main, "an official checkpoint in lia-live's format"),
     "engines": (engines.main, "build TensorRT / ONNX engines ahead of time"),
     "serve": (serve.main, "animate for --remote clients"),
+    "ui": (ui.main_ui, "the control panel"),
 }
 
 

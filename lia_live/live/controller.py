@@ -57,6 +57,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "set_mode": ("mode",), "set_power": ("value",), "set_ease": ("seconds",), "set_reference": ("choice",),
     "set_offset": ("index", "value"), "select_source": ("index",), "add_source": ("image", "name"),
     "set_compose": ("mode",), "set_passthrough": ("on",),
+    "record_motion": ("path",),
 }
 
 
@@ -73,6 +74,7 @@ class PreviewFrame:
     output: np.ndarray | None  # RGB uint8, the composed output frame
     seq: int  # output frames sent before this one
     captured: float  # time.perf_counter() when the camera frame was captured
+    published: float = 0.0  # time.perf_counter() when the loop published it (after sending it to the outputs)
 
     def face_rgb(self) -> np.ndarray | None:
         """The animated crop as RGB uint8 (S, S, 3), or None."""
@@ -105,6 +107,8 @@ class LiveController:
         self._info: dict[str, str] = {}
         self._timer: StageTimer | None = None
         self._preview: PreviewFrame | None = None
+        self._motion_target: str | None = None  # record the motion to this file (a front end chose it)
+        self._motion_saved: str | None = None
 
     # ---- the session (called by the loop) -------------------------------------------------------------
     def start(self, motion: MotionController, sources: Sequence[str], compose: str = "crop",
@@ -150,6 +154,18 @@ class LiveController:
             n = len(self._sources)
         self.say(f"source {n}/{n}: {name} (added)")
         return n - 1
+
+    def motion_target(self) -> str | None:
+        """The file the model stage records the motion to (None: no recording asked for)."""
+        return self._motion_target
+
+    def motion_saved(self, path: str, saved: bool = True) -> None:
+        """The model stage wrote (or failed to write) a motion recording; a recording is never resumed."""
+        with self._lock:
+            if saved:
+                self._motion_saved = path
+            if self._motion_target == path:
+                self._motion_target = None
 
     def publish(self, frame: PreviewFrame) -> None:
         """The loop's newest frames (by reference, once per output frame)."""
@@ -201,7 +217,8 @@ class LiveController:
             motion = self.motion.state() if self.motion is not None else {}
             return {**motion, "source_index": self._source_index, "sources": list(self._sources),
                     "pending_sources": len(self._new), "passthrough": self._passthrough,
-                    "compose": self._compose, "running": self._running, "info": dict(self._info)}
+                    "compose": self._compose, "running": self._running, "info": dict(self._info),
+                    "motion_recording": self._motion_target, "last_motion": self._motion_saved}
 
     def stats(self) -> dict:
         """The latest numbers: frames, fps, latency_ms, stage_ms, dropped, no_face."""
@@ -304,6 +321,14 @@ class LiveController:
     def _reset_offsets(self) -> str:
         self._m().reset_offsets()
         return "direction offsets reset"
+
+    def _record_motion(self, path) -> str:
+        """Start recording the motion to ``path`` (a front end picks the file; the model stage writes it at
+        the next frame boundary), or stop and save with None."""
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise UserError(f"record_motion: path must be a file name or None, got {path!r}")
+        self._motion_target = path
+        return f"motion recording: to {path} from the next frame" if path else "motion recording: stopping"
 
     def _quit(self) -> str:
         self._running = False

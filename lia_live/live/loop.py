@@ -52,7 +52,7 @@ class Sink:
         self.last_out = out
         f = work.frame
         self.controller.publish(PreviewFrame(f.image, work.box, work.face_found, work.face, out, self.timer.sent - 1,
-                                             f.captured))
+                                             f.captured, time.perf_counter()))
         self.poll()
         if self.cfg.run.stats_every > 0 and time.perf_counter() >= self.next_print:
             log(self.timer.line())

@@ -28,6 +28,7 @@ from ..frames import HostFrames, frame_path
 from ..motion import MotionArgs
 from ..reference import LandmarkReader
 from ..stats import StageTimer
+from ..templates import MotionRecorder
 from ..tracking import center_box, crop_square
 from .controller import LiveController
 from .sources import SourceEntry, make_source
@@ -80,6 +81,7 @@ class LiveStages:
         if hasattr(animator, "attach_timer"):  # remote mode: round-trip and server times join the stats
             animator.attach_timer(self.timer)
         self.recorder = recorder
+        self._motion_rec: tuple[str, Any] | None = None  # a recording a front end asked for: (path, recorder)
         self.hold = hold
         self.source_crop = source_crop
         self._landmarks_factory = landmarks
@@ -100,7 +102,8 @@ class LiveStages:
         self.controller.say(line)
 
     def close(self) -> None:
-        """Release the face-mesh reader (if one was made)."""
+        """Save a motion recording a front end started; release the face-mesh reader (if one was made)."""
+        self._save_motion()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -270,10 +273,35 @@ class LiveStages:
         self.say(message)
         if self.recorder is not None:
             self.recorder.add(work.frame, alpha, args)
+        if self.controller.motion_target() != (self._motion_rec[0] if self._motion_rec else None):
+            self._switch_motion_recording()
+        if self._motion_rec is not None:
+            self._motion_rec[1].add(work.frame, alpha, args)
         self.last_args = args
         work.face = self.anim.render(args.alpha, args.alpha_ref, args.power, args.offset)  # (1, 3, S, S)
         self._timed("synthesis", t0)
         return work
+
+    def _switch_motion_recording(self) -> None:
+        """Start or stop the recording a front end asked for (model thread, at a frame boundary)."""
+        self._save_motion()
+        target = self.controller.motion_target()
+        if target is not None:
+            self._motion_rec = (target, MotionRecorder(self.anim, fps=self.recorder.fps if self.recorder else 30.0))
+
+    def _save_motion(self) -> None:
+        rec, self._motion_rec = self._motion_rec, None
+        if rec is None:
+            return
+        path, recorder = rec
+        try:
+            recorder.save(path)
+        except (OSError, UserError) as e:
+            self.say(f"warning: motion recording {path} not saved: {e}")
+            self.controller.motion_saved(path, saved=False)
+        else:
+            self.say(f"motion recorded: {path} ({recorder.frames} frames)")
+            self.controller.motion_saved(path)
 
     def _finish(self, work: Work) -> np.ndarray:
         t0 = time.perf_counter()

@@ -1,0 +1,225 @@
+// lia-live control panel: one WebSocket for status (text) and preview frames (binary), actions by POST.
+"use strict";
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+const $ = (id) => document.getElementById(id);
+const panel = { state: null, seq: -1, frames: 0, latencies: [], chart: [], offsetsBuilt: 0, lastMessage: "" };
+window.liaPanel = panel;  // for tests and the benchmark
+
+async function post(path, body, headers) {
+  const r = await fetch(path, { method: "POST", body, headers: { "X-Lia-Token": TOKEN, ...headers } });
+  let j = {};
+  try { j = await r.json(); } catch (e) { j = { error: `HTTP ${r.status}` }; }
+  if (!r.ok) { addMessage(j.error || `HTTP ${r.status}`, true); throw new Error(j.error); }
+  return j;
+}
+async function act(action, params = {}) {
+  return post("api/action", JSON.stringify({ action, params }), { "Content-Type": "application/json" })
+    .catch(() => null);
+}
+function addMessage(line, error) {
+  line = line.replace(/«([a-z_]+)»/g, (m, name) => "--" + name.replace(/_/g, "-"));  // a setting as its flag
+  const li = document.createElement("li");
+  li.textContent = line;
+  if (error || /^error|cannot|failed|warning|refused|no virtual camera/i.test(line)) li.className = "error";
+  const ul = $("messages");
+  ul.appendChild(li);
+  while (ul.children.length > 200) ul.removeChild(ul.firstChild);
+  ul.scrollTop = ul.scrollHeight;
+  panel.lastMessage = line;
+}
+
+// ---- preview frames: 4-byte header length, JSON header, JPEG ----
+async function showFrame(buf) {
+  const n = new DataView(buf).getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
+  const bmp = await createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" }));
+  const c = $("preview");
+  if (c.width !== bmp.width || c.height !== bmp.height) { c.width = bmp.width; c.height = bmp.height; }
+  c.getContext("2d").drawImage(bmp, 0, 0);
+  bmp.close();
+  const behind = Date.now() - head.encoded_time * 1000 + (head.behind_ms || 0);
+  panel.seq = head.seq; panel.head = head; c.dataset.seq = head.seq; panel.frames += 1;
+  panel.latencies.push(behind); if (panel.latencies.length > 300) panel.latencies.shift();
+  $("preview-latency").textContent = behind.toFixed(0);
+  const tiles = $("tiles"); const key = head.tiles.map((t) => t.label).join();
+  if (tiles.dataset.key !== key) {
+    tiles.dataset.key = key; tiles.innerHTML = "";
+    const total = head.tiles.reduce((s, t) => s + t.width, 0);
+    for (const t of head.tiles) {
+      const s = document.createElement("span"); s.textContent = t.label; s.style.width = `${100 * t.width / total}%`;
+      tiles.appendChild(s);
+    }
+  }
+}
+let framesAt = [performance.now(), 0];
+setInterval(() => {
+  const now = performance.now();
+  $("preview-fps").textContent = ((panel.frames - framesAt[1]) * 1000 / (now - framesAt[0])).toFixed(1);
+  framesAt = [now, panel.frames];
+}, 1000);
+
+// ---- status ----
+function setIfIdle(el, value) { if (document.activeElement !== el && !el.dataset.dragging) el.value = value; }
+function checkRadio(name, value) { for (const r of document.getElementsByName(name)) r.checked = r.value === value; }
+function fmt(v, d = 1) { return typeof v === "number" ? v.toFixed(d) : "–"; }
+function onStatus(s) {
+  panel.state = s;
+  const st = s.state || {}, dev = s.devices || {}, stats = s.stats || {};
+  const running = !!dev.running;
+  $("run-state").textContent = running ? "running" : (dev.starting ? "starting…" : "stopped");
+  $("run-state").className = "pill " + (running ? "running" : "stopped");
+  const info = st.info || {};
+  $("info").textContent = info.backend ? `${info.backend} · ${info.device} · ${info.precision} · ${info.model}` : "";
+  $("fps").textContent = fmt(stats.fps); $("latency").textContent = fmt(stats.latency_ms, 0);
+  $("frames").textContent = stats.frames || 0; $("dropped").textContent = stats.dropped || 0;
+  $("noface").textContent = stats.no_face || 0;
+  $("stages").innerHTML = Object.entries(stats.stage_ms || {})
+    .map(([k, v]) => `<tr><td>${k}</td><td>${fmt(v)} ms</td></tr>`).join("");
+  panel.chart.push([stats.fps || 0, stats.latency_ms || 0]); if (panel.chart.length > 120) panel.chart.shift();
+  drawChart();
+  for (const line of s.messages || []) addMessage(line);
+  if (st.mode) checkRadio("mode", st.mode);
+  if (st.compose) checkRadio("compose", st.compose);
+  if (st.power !== undefined) { setIfIdle($("power"), st.power); $("power-value").textContent = fmt(st.power, 2); }
+  if (st.ease !== undefined) { setIfIdle($("ease"), st.ease); $("ease-value").textContent = fmt(st.ease, 1); }
+  $("reference-auto").checked = st.reference === "auto";
+  $("reference-state").textContent = st.reference_taken ? "reference taken" : "waiting for a face";
+  $("passthrough").checked = !!st.passthrough;
+  buildOffsets(st.offsets || []);
+  (st.offsets || []).forEach((v, i) => {
+    const el = $(`offset-${i}`); if (el) { setIfIdle(el, v); $(`offset-${i}-value`).textContent = fmt(v, 2); }
+  });
+  showSources(st.sources || [], st.source_index || 0);
+  $("vcam").checked = !!dev.vcam_wanted;
+  $("vcam-state").textContent = dev.vcam_device ? `on: ${dev.vcam_device}` : (dev.vcam_error || (dev.vcam_wanted ? "opening…" : "off"));
+  toggleButton("record-video", dev.recording, "Record video", "Stop recording");
+  $("video-state").textContent = dev.recording ? `recording to ${dev.recording_path}` : (dev.last_recording ? `saved: ${dev.last_recording}` : "");
+  toggleButton("record-motion", dev.motion_recording, "Record motion", "Stop motion recording");
+  $("motion-state").textContent = dev.motion_recording ? `recording to ${dev.motion_recording}` : (dev.last_motion ? `saved: ${dev.last_motion}` : "");
+  $("input-state").textContent = dev.input_error ? dev.input_error : `now: ${dev.driving || ""}`;
+  $("settings-file").textContent = s.settings_file || "";
+  $("command").textContent = s.command || "";
+}
+function toggleButton(id, on, off_label, on_label) {
+  const b = $(id); b.textContent = on ? on_label : off_label; b.classList.toggle("on", !!on); b.dataset.on = on ? "1" : "";
+}
+function drawChart() {
+  const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height;
+  g.clearRect(0, 0, w, h);
+  const series = [[0, "#5fd38d"], [1, "#4fa3ff"]];
+  for (const [k, color] of series) {
+    const vals = panel.chart.map((p) => p[k]); const max = Math.max(1, ...vals) * 1.1;
+    g.strokeStyle = color; g.beginPath();
+    vals.forEach((v, i) => { const x = i * w / 119, y = h - v / max * h; i ? g.lineTo(x, y) : g.moveTo(x, y); });
+    g.stroke();
+  }
+}
+function buildOffsets(values) {
+  if (panel.offsetsBuilt === values.length) return;
+  panel.offsetsBuilt = values.length;
+  const box = $("offsets"); box.innerHTML = "";
+  values.forEach((v, i) => {
+    const l = document.createElement("label");
+    l.innerHTML = `<span>${i}</span><input id="offset-${i}" type="range" min="-3" max="3" step="0.05" value="${v}"><output id="offset-${i}-value"></output>`;
+    box.appendChild(l);
+    slider(l.querySelector("input"), (x) => act("set_offset", { index: i, value: x }));
+  });
+}
+let shownSources = "";
+function showSources(names, index) {
+  const key = names.join("\n") + "#" + index;
+  if (key === shownSources) return;
+  shownSources = key;
+  const box = $("thumbs"); box.innerHTML = "";
+  names.forEach((name, i) => {
+    const img = document.createElement("img");
+    img.src = `api/thumb/${i}?token=${encodeURIComponent(TOKEN)}`; img.title = name; img.alt = `source ${i + 1}`;
+    if (i === index) img.className = "selected";
+    img.onclick = () => act("select_source", { index: i });
+    box.appendChild(img);
+  });
+}
+
+// a slider sends while dragged (at most every 100 ms) and once when let go
+function slider(el, send) {
+  let timer = null;
+  el.addEventListener("input", () => {
+    el.dataset.dragging = "1";
+    if (!timer) timer = setTimeout(() => { timer = null; send(parseFloat(el.value)); }, 100);
+  });
+  el.addEventListener("change", () => { delete el.dataset.dragging; send(parseFloat(el.value)); });
+}
+
+// ---- controls ----
+$("start").onclick = () => act("start");
+$("stop").onclick = () => act("stop");
+for (const r of document.getElementsByName("mode")) r.onchange = () => act("set_mode", { mode: r.value });
+for (const r of document.getElementsByName("compose")) r.onchange = () => act("set_compose", { mode: r.value });
+$("reference-now").onclick = () => act("reset_reference");
+$("reference-auto").onchange = (e) => act("set_reference", { choice: e.target.checked ? "auto" : "first" });
+$("passthrough").onchange = (e) => act("set_passthrough", { on: e.target.checked });
+slider($("power"), (v) => act("set_power", { value: v }));
+slider($("ease"), (v) => act("set_ease", { seconds: v }));
+$("reset-offsets").onclick = (e) => { e.preventDefault(); act("reset_offsets"); };
+$("vcam").onchange = (e) => act("set_vcam", { on: e.target.checked });
+$("record-video").onclick = (e) => act("record_video", { on: !e.target.dataset.on });
+$("record-motion").onclick = (e) => act("record_motion", { on: !e.target.dataset.on });
+$("show-command").onclick = () => { $("command").hidden = !$("command").hidden; };
+
+async function upload(file) {
+  if (!file) return;
+  await post("api/source", file, { "X-File-Name": encodeURIComponent(file.name) }).catch(() => null);
+}
+$("upload").onchange = (e) => upload(e.target.files[0]);
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files[0]); });
+
+async function loadCameras() {
+  const r = await fetch(`api/cameras?token=${encodeURIComponent(TOKEN)}`);
+  const cams = (await r.json()).cameras || [];
+  const sel = $("camera"); sel.innerHTML = "";
+  for (const c of cams) sel.add(new Option(`${c.index}: ${c.name}`, String(c.index)));
+  sel.add(new Option("a video file…", "file"));
+  const fill = () => {
+    const cam = cams.find((c) => String(c.index) === sel.value);
+    const res = $("resolution"); res.innerHTML = "";
+    for (const s of (cam ? cam.resolutions : ["(the file's own)"])) res.add(new Option(s, s));
+    if (cam) res.value = cam.resolutions.includes("1280x720") ? "1280x720" : cam.resolutions[0];
+    $("file-row").hidden = sel.value !== "file";
+  };
+  sel.onchange = fill;
+  const driving = (panel.state && panel.state.devices && panel.state.devices.driving) || "";
+  sel.value = /^\d+$/.test(driving) && cams.some((c) => String(c.index) === driving) ? driving : "file";
+  if (sel.value === "file") $("file-path").value = driving;
+  fill();
+}
+$("apply-input").onclick = () => {
+  const sel = $("camera"), fps = parseFloat($("camera-fps").value);
+  const params = { driving: sel.value === "file" ? $("file-path").value : sel.value };
+  const m = /^(\d+)x(\d+)$/.exec($("resolution").value);
+  if (m) { params.width = parseInt(m[1], 10); params.height = parseInt(m[2], 10); }
+  if (fps > 0) params.fps = fps;
+  act("set_input", params);
+};
+
+// ---- the connection ----
+function connect() {
+  const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
+  ws.binaryType = "arraybuffer";
+  let first = true;
+  ws.onmessage = (ev) => {
+    if (typeof ev.data === "string") {
+      onStatus(JSON.parse(ev.data));
+      if (first) { first = false; loadCameras(); }
+    } else {
+      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true));
+    }
+  };
+  ws.onclose = () => {
+    $("run-state").textContent = "disconnected"; $("run-state").className = "pill stopped";
+    setTimeout(connect, 1000);
+  };
+}
+connect();

@@ -1,0 +1,232 @@
+"""The control panel's parts without a server or a browser: input switching, outputs, preview encoding, prefs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+
+import numpy as np
+import pytest
+from media import count_video_frames
+from uihelp import Frame
+
+from lia_live.capture import IterableCapture
+from lia_live.errors import UserError
+from lia_live.tracking import CropBox
+from lia_live.ui import prefs
+from lia_live.ui.devices import Devices, InputChoice, SwitchingInput, SwitchingOutputs
+from lia_live.ui.panel import check_params, decode_upload
+from lia_live.ui.preview import PreviewEncoder, encode, tiles
+
+
+def _frames(value: int, n: int) -> list[np.ndarray]:
+    return [np.full((8, 8, 3), value + i, np.uint8) for i in range(n)]
+
+
+class Opener:
+    """Opens "a"/"b" as 3-frame files (values 10.. and 100..); anything else fails like a missing camera."""
+
+    def __init__(self):
+        self.opened: list[str] = []
+
+    def __call__(self, spec, settings):
+        if spec not in ("a", "b"):
+            raise UserError(f"cannot open camera {spec}")
+        self.opened.append(spec)
+        return IterableCapture(_frames(10 if spec == "a" else 100, 3), fps=1000.0, name=spec)
+
+
+def _read(inp: SwitchingInput, n: int) -> list[int]:
+    got: list[int] = []
+    for _ in range(100 * n):
+        f = inp.read(0.05)
+        if f is not None:
+            got.append(int(f.image[0, 0, 0]))
+        if len(got) == n:
+            break
+    return got
+
+
+def test_input_loops_a_file_and_switches_at_a_frame_boundary():
+    lines: list[str] = []
+    opener = Opener()
+    inp = SwitchingInput(InputChoice("a"), say=lines.append, opener=opener)
+    assert inp.live and not inp.finished
+    assert _read(inp, 5) == [10, 11, 12, 10, 11]  # played like a camera: from the start again at its end
+    inp.request(InputChoice("b"))
+    assert _read(inp, 2) == [100, 101]
+    assert lines == ["input: b"]
+    inp.request(InputChoice("7"))  # a camera that is not there: said, and the old input goes on
+    assert _read(inp, 1) == [102]
+    assert inp.error == "cannot open camera 7" and lines[-1] == "input 7: cannot open camera 7"
+    assert inp.choice.driving == "b"
+    inp.stop()
+    assert inp.finished and inp.read(0.01) is None
+    inp.close()
+    inp.resume()
+    assert not inp.finished and _read(inp, 1) == [100]  # opened again after close
+    assert opener.opened == ["a", "a", "b", "b"]
+
+
+def test_input_frames_are_restamped_in_order():
+    inp = SwitchingInput(InputChoice("a"), opener=Opener())
+    frames = [inp.read(0.05) for _ in range(8)]
+    got = [f for f in frames if f is not None]
+    assert [f.index for f in got] == list(range(1, len(got) + 1))
+    assert all(b.media_time >= a.media_time for a, b in zip(got, got[1:]))
+
+
+class FakeCam:
+    opened: list = []
+
+    def __init__(self, w, h, fps, device=None, backend=None):
+        self.device = "/dev/video9"
+        self.sent = 0
+        FakeCam.opened.append(self)
+
+    def send(self, rgb):
+        self.sent += 1
+
+    def close(self):
+        self.device = None
+
+
+def test_outputs_switch_vcam_and_record_between_frames(tmp_path, monkeypatch):
+    import lia_live.output
+
+    monkeypatch.setattr(lia_live.output, "VirtualCamera", FakeCam)
+    FakeCam.opened = []
+    lines: list[str] = []
+    outs = SwitchingOutputs((64, 48), 25.0, vcam=False, say=lines.append, record_dir=tmp_path)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    outs.send(frame)
+    assert FakeCam.opened == [] and outs.state()["vcam_device"] is None
+    outs.set_vcam(True)
+    outs.set_recording(True)
+    assert FakeCam.opened == []  # applied by the loop's next frame, not by the caller
+    for _ in range(5):
+        outs.send(frame)
+    st = outs.state()
+    assert st["vcam_device"] == "/dev/video9" and st["recording"] and FakeCam.opened[0].sent == 5
+    outs.set_vcam(False)
+    outs.set_recording(False)
+    outs.send(frame)
+    st = outs.state()
+    assert st["vcam_device"] is None and not st["recording"]
+    saved = st["last_recording"]
+    assert saved is not None and saved.startswith(str(tmp_path)) and count_video_frames(saved) == 5
+    assert lines[-1] == f"recording saved: {saved} (5 frames)"
+
+
+def test_vcam_failure_is_one_line_and_not_retried_each_frame(monkeypatch):
+    import lia_live.output
+
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise UserError("no virtual camera device (x); to create one, install v4l2loopback")
+
+    monkeypatch.setattr(lia_live.output, "VirtualCamera", broken)
+    lines: list[str] = []
+    outs = SwitchingOutputs((64, 48), 25.0, vcam=True, say=lines.append)
+    for _ in range(3):
+        outs.send(np.zeros((48, 64, 3), np.uint8))
+    assert calls == [1] and outs.state()["vcam_error"].startswith("no virtual camera device")
+    assert lines == ["virtual camera: no virtual camera device (x); to create one, install v4l2loopback"]
+
+
+def test_device_actions_check_their_parameters(tmp_path):
+    lines: list[str] = []
+    inp = SwitchingInput(InputChoice("a"), opener=Opener())
+    dev = Devices(inp, SwitchingOutputs((64, 48), 25.0, vcam=False), say=lines.append)
+    with pytest.raises(UserError, match="driving video or frame folder not found"):
+        dev.act("set_input", driving=str(tmp_path / "missing.mp4"))
+    with pytest.raises(UserError, match="within 7680×4320"):
+        dev.act("set_input", driving="1", width=99999)
+    with pytest.raises(UserError, match="unknown device action"):
+        dev.act("explode")
+    assert dev.act("set_input", driving="3", width=640, height=480, fps=15.0).startswith("input: switching to 3")
+    assert dev.state()["camera_size"] == "1280x720"  # applied only when the loop opens it
+    assert dev.act("stop").startswith("stopping") and inp.finished and not dev.want_running
+    assert dev.act("start") == "starting" and not inp.finished and dev.want_running
+
+
+def test_params_are_typed_before_the_controller_sees_them():
+    assert check_params("set_power", {"value": 1}) == {"value": 1.0}
+    assert check_params("set_offset", {"index": 3, "value": -0.5}) == {"index": 3, "value": -0.5}
+    for action, params, text in (("set_power", {"value": "1"}, "value must be float"),
+                                 ("set_power", {"value": True}, "value must be float"),
+                                 ("set_offset", {"index": 1.5, "value": 0}, "index must be int"),
+                                 ("set_vcam", {"on": 1}, "on must be bool"),
+                                 ("reset_reference", {"x": 1}, "takes no parameter 'x'")):
+        with pytest.raises(UserError, match=text):
+            check_params(action, params)
+
+
+def test_decode_upload_refuses_what_is_not_an_image():
+    import cv2
+
+    with pytest.raises(UserError, match="empty"):
+        decode_upload(b"")
+    with pytest.raises(UserError, match="not an image"):
+        decode_upload(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    ok = decode_upload(cv2.imencode(".jpg", np.full((40, 50, 3), 200, np.uint8))[1].tobytes())
+    assert ok.shape == (40, 50, 3) and ok.dtype == np.uint8
+
+
+def _preview(seq: int, face=True, output=True) -> Frame:
+    cam = np.zeros((480, 640, 3), np.uint8)
+    return Frame(cam, CropBox(320.0, 240.0, 200.0), True, None, np.full((720, 1280, 3), 9, np.uint8) if output
+                 else None, seq, time.perf_counter())
+
+
+def test_tiles_and_message_layout():
+    pic, parts = tiles(_preview(3), with_output=True, height=90)
+    assert pic.shape == (90, 120 + 160, 3) and [p["label"] for p in parts] == ["camera", "output"]
+    assert tuple(pic[45, 120 + 80]) == (9, 9, 9) and tuple(pic[26, 60]) == (0, 220, 0)  # the face box, top edge
+    msg = encode(pic, {"seq": 3})
+    n = struct.unpack("<I", msg[:4])[0]
+    assert json.loads(msg[4:4 + n]) == {"seq": 3} and msg[4 + n:4 + n + 2] == b"\xff\xd8"  # a JPEG
+
+
+def test_encoder_works_only_for_viewers_and_keeps_the_newest():
+    frames = {"now": _preview(1)}
+    enc = PreviewEncoder(lambda: frames["now"], poll=0.002, height=60)
+    enc.start()
+    try:
+        time.sleep(0.05)
+        assert enc.encoded == 0  # nobody watching: nothing encoded
+        enc.viewer(True)
+
+        async def newest(seen):
+            return await asyncio.wait_for(enc.newer(seen), 5)
+
+        count, msg = asyncio.run(newest(0))
+        frames["now"] = _preview(2)
+        for _ in range(500):
+            if enc.encoded == 2:
+                break
+            time.sleep(0.01)
+        count2, msg2 = asyncio.run(newest(count))
+        head = json.loads(msg2[4:4 + struct.unpack("<I", msg2[:4])[0]])
+        assert (count, count2, head["seq"], enc.encoded) == (1, 2, 2, 2)
+    finally:
+        enc.stop()
+
+
+def test_prefs_round_trip_and_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    src = tmp_path / "me.png"
+    src.write_bytes(b"x")
+    settings = {"sources": [str(src), str(tmp_path / "gone.png")], "mode": "absolute", "motion_power": 1.25,
+                "vcam": False, "driving": "clip.mp4", "ease": 1.0, "bogus": 1}
+    assert prefs.save(settings) == tmp_path / "cfg" / "lia-live" / "ui.json"
+    loaded = prefs.load()
+    assert loaded["sources"] == [str(src)] and "bogus" not in loaded and loaded["motion_power"] == 1.25
+    assert prefs.command_line(loaded) == (f"lia-live --source {src} --driving clip.mp4 --mode absolute "
+                                          f"--motion-power 1.25 --no-vcam")
+    prefs.prefs_path().write_text("{broken")
+    assert prefs.load() == {}
