@@ -50,7 +50,7 @@ def user_errors(prog: str) -> Callable:
             try:
                 return fn(argv)
             except UserError as e:
-                print(f"{prog}: error: {_one_line(e.render(as_flag))}", file=sys.stderr)
+                print(f"{prog}: error: {one_line(e.render(as_flag))}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
@@ -66,7 +66,8 @@ def user_errors(prog: str) -> Callable:
     return wrap
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """The user's line of an error text, also when a DataLoader worker re-raised it with its traceback."""
     text = text.strip()
     if "Traceback" in text:
         last = [ln for ln in text.splitlines() if ln.strip()][-1]

@@ -502,13 +502,13 @@ def test_broken_training_frames_are_one_line(tmp_path):
 
 
 def test_dataloader_wrapped_user_errors_come_out_as_their_own_line():
-    from train.run import _one_line
+    from lia_live.options import one_line  # what every tool's user_errors prints
 
     wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                         "last):\n  File \"x.py\", line 1, in f\nlia_live.errors.UserError: training frame is an "
                         "empty file: /d/0.png\n")
-    assert _one_line(wrapped) == "training frame is an empty file: /d/0.png"
-    assert _one_line(UserError("plain")) == "plain"
+    assert one_line(str(wrapped)) == "training frame is an empty file: /d/0.png"
+    assert one_line(str(UserError("plain"))) == "plain"
 
 
 def test_truncated_video_is_reported(tmp_path, astronaut, capsys, inputs):
@@ -926,15 +926,16 @@ def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_pa
 
 
 def test_eval_resume_scores_again_when_frames_changed_or_records_are_odd(inputs, tmp_path):
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
 
     vid = tmp_path / "data" / "test" / "vidA"
     vid.mkdir(parents=True)
     for i, f in enumerate(inputs["frames"][:3]):
         cv2.imwrite(str(vid / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     out = tmp_path / "eval"
-    cfg = EvalConfig(checkpoint=inputs["ck"], data=tmp_path / "data", out=out, metrics=("l1",), domain="face",
-                     progress=False)
+    cfg = EvalConfig(model=ModelConfig(checkpoint=inputs["ck"], device="cpu"), data=tmp_path / "data", out=out,
+                     metrics=("l1",), domain="face", progress=False)
     said: list[str] = []
     first = run_evaluation(cfg, log=said.append)
     assert first["per_video"]["vidA"]["frames"] == 3
