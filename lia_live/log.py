@@ -11,6 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .errors import UserError, as_flag
+
 _PROGRAM = ["lia-live"]
 _FLAGS = [False]  # a command-line tool is running: show «settings» as its flags
 
@@ -25,12 +27,15 @@ def program() -> str:
     return _PROGRAM[0]
 
 
+def render(msg: str) -> str:
+    """``msg`` as the running tool says it: each ``«setting»`` as its flag in a command-line tool, else as the
+    setting's name."""
+    return UserError(msg).render(as_flag if _FLAGS[0] else (lambda n: n)) if "«" in msg else msg
+
+
 def log(msg: str) -> None:
     """Progress, warnings and notes: one line on stderr, prefixed with the tool's name."""
-    from .errors import UserError, as_flag
-
-    text = UserError(msg).render(as_flag if _FLAGS[0] else (lambda n: n)) if "«" in msg else msg
-    print(f"{_PROGRAM[0]}: {text}", file=sys.stderr, flush=True)
+    print(f"{_PROGRAM[0]}: {render(msg)}", file=sys.stderr, flush=True)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -159,8 +159,9 @@ class MotionController:
     def set_offsets(self, values) -> None:
         t = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
         if t.numel() != self.motion_dim or not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
             raise UserError(f"offsets must be {self.motion_dim} finite numbers (one per motion direction), "
-                            f"got {t.numel()}")
+                            f"got {t.numel()} values" + (f", {bad} of them not finite" if bad else ""))
         with self._lock:
             self.offsets = t.clone()
 

@@ -35,6 +35,8 @@ from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
 from .settings import AnimateConfig
 from .signals import Stopper
+from .templates import MotionRecorder, load_template
+from .tracking import FaceCropper, crop_portrait
 
 
 def center_square(image: np.ndarray) -> np.ndarray:
@@ -52,8 +54,6 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict
     if mode == "none":
         yield from (center_square(f) for f in frames)
         return
-    from .tracking import FaceCropper
-
     cropper = FaceCropper(out_size=size)
     faces = faces if faces is not None else {}
     try:
@@ -69,8 +69,6 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
     if mode == "none":
         return center_square(image)
-    from .tracking import crop_portrait
-
     return crop_portrait(image, size, name=name)
 
 
@@ -296,8 +294,6 @@ def run_animate(cfg: AnimateConfig) -> AnimateResult:
     143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
     taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
-    from .templates import MotionRecorder, load_template
-
     source = read_image(cfg.source, "source image")
     template = load_template(cfg.template, cfg.max_frames) if cfg.template is not None else None
     drive = None

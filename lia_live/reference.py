@@ -190,6 +190,8 @@ class ReferenceChoice:
 
     def describe(self) -> str:
         """The one line said when the reference is taken."""
+        if self.by == "landmarks" and self.faces == 0 and math.isnan(self.distance):
+            return "reference pose: the first frame (the face mesh finds no face in the portrait)"
         if self.by == "landmarks" and self.faces == 0:
             return (f"reference pose: the face mesh found no face in the {self.window} driving frames; "
                     "using the first frame")

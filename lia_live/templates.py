@@ -2,7 +2,7 @@
 
 A motion template records, per frame, what the animator was asked to show — no face pixels leave the
 machine — so any portrait can be animated from it later (``lia-animate --motion FILE``) and the replay
-reproduces the direct run exactly. Format (numpy ``.npz``, all arrays; about 85 bytes per frame):
+reproduces the direct run exactly. Format (numpy ``.npz``, all arrays; 4·M + 13 bytes per frame, 93 for M = 20):
 
 =================  ============  ==========================================================================
 key                shape/dtype   meaning
@@ -231,29 +231,27 @@ def load_template(path: str | os.PathLike, max_frames: int | None = None) -> Mot
                           sha, size)
 
 
-def load_offsets(path: str | os.PathLike, anim: Animator) -> list[float]:
-    """Direction offsets saved by :func:`save_offsets` (or a plain JSON list of numbers), each value checked;
-    one line naming the file and what is wrong otherwise."""
+def read_offsets(path: str | os.PathLike, m: int | None = None) -> tuple[list[float], str | None]:
+    """The values of an offsets file (and the model hash it names), each checked; ``m``: how many there must
+    be (None: any number, for checks before the model is loaded). One line naming the file otherwise."""
     path = Path(path)
-    m = int(anim.basis.shape[1])
     doc = read_json(path, "offsets file", 64 * KIB)
-    shape = f'{{"format": "{OFFSETS_FORMAT}", "offsets": [{m} numbers]}} or a list of {m} numbers'
+    n = "M" if m is None else str(m)
+    shape = f'{{"format": "{OFFSETS_FORMAT}", "offsets": [{n} numbers]}} or a list of {n} numbers'
+    sha = None
     if isinstance(doc, dict):
         if doc.get("format") != OFFSETS_FORMAT:
             raise UserError(f"offsets file {path} is not a lia-live offsets file (its \"format\" is "
                             f"{doc.get('format')!r}; expected {shape})")
-        if doc.get("model_sha256") not in (None, model_hash(anim)):
-            raise UserError(f"offsets file {path} was made for another model (weights "
-                            f"{str(doc.get('model_sha256'))[:12]}…, this one {model_hash(anim)[:12]}…)")
-        values = doc.get("offsets")
+        values, sha = doc.get("offsets"), doc.get("model_sha256")
     elif isinstance(doc, list):
         values = doc
     else:
         raise UserError(f"offsets file {path} holds a JSON {type(doc).__name__}; expected {shape}")
     if not isinstance(values, list):
         raise UserError(f"offsets file {path}: \"offsets\" is {type(values).__name__}, expected a list of "
-                        f"{m} numbers")
-    if len(values) != m:
+                        f"{n} numbers")
+    if m is not None and len(values) != m:
         raise UserError(f"offsets file {path} has {len(values)} values; this model has {m} motion directions")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -261,7 +259,17 @@ def load_offsets(path: str | os.PathLike, anim: Animator) -> list[float]:
         if not (math.isfinite(v) and abs(v) <= OFFSET_LIMIT):
             raise UserError(f"offsets file {path}: value {i} is {v!r}; offsets must be finite numbers within "
                             f"±{OFFSET_LIMIT:g}")
-    return [float(v) for v in values]
+    return [float(v) for v in values], sha if isinstance(sha, str) or sha is None else str(sha)
+
+
+def load_offsets(path: str | os.PathLike, anim: Animator) -> list[float]:
+    """Direction offsets saved by :func:`save_offsets` (or a plain JSON list of numbers), each value checked;
+    one line naming the file and what is wrong otherwise."""
+    values, sha = read_offsets(path, int(anim.basis.shape[1]))
+    if sha not in (None, model_hash(anim)):
+        raise UserError(f"offsets file {path} was made for another model (weights {sha[:12]}…, this one "
+                        f"{model_hash(anim)[:12]}…)")
+    return values
 
 
 def save_offsets(path: str | os.PathLike, offsets: torch.Tensor, anim: Animator) -> Path:

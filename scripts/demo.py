@@ -15,6 +15,7 @@ portrait; see docs/training.md). With neither, it stops with one line saying whe
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,13 +88,18 @@ def run(cmd: list[str]) -> int:
 
 def main() -> int:
     from lia_live.errors import UserError, render_flags
-    from lia_live.runtime import CHECKPOINT_HELP, demo_checkpoint, resolve_checkpoint
+    from lia_live.runtime import CHECKPOINT_HELP, DEFAULT_CHECKPOINTS, demo_checkpoint, resolve_checkpoint
 
+    official = any(Path(c).is_file() for c in DEFAULT_CHECKPOINTS) or os.environ.get("LIA_CHECKPOINT")
+    demo = demo_checkpoint()
     try:
-        ckpt = resolve_checkpoint(None)
+        ckpt = resolve_checkpoint(None, allow_demo=False) if official or demo is None else demo
     except UserError as e:
         print(f"make demo: {e}", file=sys.stderr)
         return 2
+    if ckpt == demo:  # said here, by the demo, which passes the checkpoint on (the tools have nothing to note)
+        print(f"make demo: no official checkpoint in ./checkpoints/ or $LIA_CHECKPOINT: running the bundled "
+              f"pipeline-demo model ({ckpt.name})", flush=True)
     src, drive = make_inputs()
     bin_dir = Path(sys.executable).parent
     live_out, anim_out, side = OUT / "lia-live.mp4", OUT / "lia-animate.mp4", OUT / "side-by-side.mp4"
@@ -114,7 +120,6 @@ def main() -> int:
     print(f"  {anim_out}  lia-animate, the offline job: the animated portrait crop, one frame per driving frame")
     print(f"  {side}  side by side ({frames} frames): driving clip | animated portrait, model named on it")
     print(f"  {OUT / 'stats.json'}  lia-live's timing statistics")
-    demo = demo_checkpoint()
     if demo is not None and ckpt.resolve() == demo.resolve():
         print("\nThis ran the small bundled demo model. It was trained only on this public-domain portrait, so it "
               "shows the pipeline working, not LIA's quality: other faces come out blurred and wrong. "

@@ -1,7 +1,7 @@
 """The live pipeline end to end on synthetic input (tiny model, fake virtual camera, no devices)."""
 
 import json
-import time
+import threading
 
 import cv2
 import numpy as np
@@ -168,46 +168,68 @@ def test_hotkey_handlers_change_state(tiny_generator, astronaut):
     assert any("reference" in m for m in said)
 
 
-class FakeWindow:
-    """A preview window that presses scripted keys: {show call number: key}."""
+class GatedCam:
+    """A cv2.VideoCapture stand-in that delivers the next scene frame (BGR) only when the test releases one
+    (no timing decides anything). ``state`` is shared by the cameras one opener makes: ``dead`` makes reads
+    fail (a camera unplugged), ``closing`` ends a waiting read at shutdown."""
 
-    def __init__(self, script):
-        self.script, self.calls, self.open, self.closed = script, 0, True, False
-        self.shapes = set()
-
-    def show(self, rgb):
-        self.calls += 1
-        self.shapes.add(rgb.shape)
-        return self.script.get(self.calls, -1)
-
-    def close(self):
-        self.closed = True
-
-
-class SceneCam:
-    """A fake cv2.VideoCapture playing the scene at ~30 fps (BGR); dies after ``die_at`` for ``down`` s."""
-
-    def __init__(self, scene, die_at=None, down=0.0, state=None):
-        self.scene, self.die_at, self.down = scene, die_at, down
-        self.state = state if state is not None else {"i": 0, "dead_until": None}
+    def __init__(self, scene, state):
+        self.scene, self.state = scene, state
 
     def isOpened(self):
-        until = self.state["dead_until"]
-        return until is None or time.time() >= until
+        return not self.state["dead"]
 
     def read(self):
-        time.sleep(1 / 30)
         st = self.state
-        if not self.isOpened():
+        while not st["gate"].acquire(timeout=0.02):
+            if st["closing"].is_set():
+                return False, None
+        if st["dead"]:
             return False, None
-        if self.die_at is not None and st["i"] == self.die_at and st["dead_until"] is None:
-            st["dead_until"] = time.time() + self.down
-            return False, None
-        st["i"] += 1
-        return True, cv2.cvtColor(self.scene.frame(st["i"] % self.scene.n), cv2.COLOR_RGB2BGR)
+        k = st["k"]
+        st["k"] += 1
+        return True, cv2.cvtColor(self.scene.frame(k % self.scene.n), cv2.COLOR_RGB2BGR)
 
     def release(self):
         pass
+
+
+def _gated_camera(scene, messages=None):
+    """A CameraCapture over GatedCam s (the first frame, which opening waits for, is released) and their
+    shared state."""
+    state = {"gate": threading.Semaphore(1), "closing": threading.Event(), "dead": False, "k": 0}
+    cap = CameraCapture(0, CameraSettings(first_frame_timeout=10, max_backoff=0.05),
+                        opener=lambda spec, st: GatedCam(scene, state),
+                        log=(messages.append if messages is not None else lambda m: None))
+    return cap, state
+
+
+class KeyWindow:
+    """A preview window that presses the scripted key when output frame ``seq`` is shown ({seq: key}) and lets
+    the camera deliver the next frame on the following poll, once the key has been applied; 'q' ends it."""
+
+    def __init__(self, controller, state, script):
+        self.controller, self.state, self.script = controller, state, script
+        self.open, self.closed, self.shown = True, False, []
+        self._release = False
+
+    def show(self, rgb):
+        if self._release:  # the key pressed with the last frame is applied: the next frame may come
+            self._release = False
+            self.state["gate"].release()
+        frame = self.controller.preview()
+        if frame is None or (self.shown and frame.seq == self.shown[-1]):
+            return -1
+        self.shown.append(frame.seq)
+        key = self.script.get(frame.seq, -1)
+        if key == ord("q"):
+            self.state["closing"].set()
+        else:
+            self._release = True
+        return key
+
+    def close(self):
+        self.closed = True
 
 
 def _cfg(media, sources=None, **run):
@@ -217,40 +239,79 @@ def _cfg(media, sources=None, **run):
 
 
 def test_hotkeys_work_in_webcam_mode(media, tiny_generator, scene):
+    """One camera frame in flight at a time; each key lands between two frames: exact counts and states."""
     fake = register_fake_vcam()
-    state = {"i": 0, "dead_until": None}
-    cap = CameraCapture(0, CameraSettings(first_frame_timeout=2), opener=lambda s, st: SceneCam(scene, state=state),
-                        log=lambda m: None)
-    window = FakeWindow({3: ord("m"), 4: ord("+"), 5: ord("p"), 6: ord("n"), 7: ord("r"), 10: ord("q")})
-    stats = run_live(_cfg(media), capture=cap, animator=_anim(tiny_generator), window=window)
-    assert window.calls == 10 and window.closed  # 'q' stopped the loop; the window was released
+    cap, state = _gated_camera(scene)
+    controller = LiveController()
+    script = {1: ord("m"), 2: ord("+"), 3: ord("p"), 4: ord("n"), 5: ord("r"), 7: ord("q")}
+    window = KeyWindow(controller, state, script)
+    stats = run_live(_cfg(media), capture=cap, animator=_anim(tiny_generator), window=window,
+                     controller=controller)
+    assert window.shown == list(range(8)) and window.closed  # 'q' at frame 7 stopped the loop
+    assert stats["frames"] == 8 and stats["frames_dropped"] == 0 and state["k"] == 8
     st = stats["state"]
-    assert {k: st[k] for k in ("mode", "power", "source_index", "passthrough", "reference_taken")} == {
-        "mode": "absolute", "power": 1.1, "source_index": 1, "passthrough": True, "reference_taken": True}
-    # the window is also refreshed while waiting for a camera frame, so frames <= key polls
-    assert fake.instances[0].count == stats["frames"] and 3 <= stats["frames"] <= 10
-    assert fake.instances[0].closed
+    assert {k: st[k] for k in ("mode", "power", "source_index", "passthrough", "reference_taken", "running")} == {
+        "mode": "absolute", "power": 1.1, "source_index": 1, "passthrough": True, "reference_taken": True,
+        "running": False}
+    cam = fake.instances[0]
+    assert cam.count == 8 and cam.closed
+    sent = [f.reshape(96, 160, 3) for f in cam.frames]  # pyvirtualcam hands its backend flat frames
+    # frames 4..7 came after 'p' (pressed with frame 3): the camera itself, letterboxed; frame 3 was animated
+    for k in range(4, 8):
+        np.testing.assert_array_equal(sent[k], letterbox(scene.frame(k), 160, 96))
+    assert not np.array_equal(sent[3], letterbox(scene.frame(3), 160, 96))
+    said = controller.messages()[1]
+    assert said.count("mode: absolute") == 1 and said.count("motion power 1.1") == 1
+    assert "source 2/2: " + str(media / "astro_small.png") in said and "stopping" in said
     assert not cap._thread.is_alive()
 
 
-def test_camera_lost_mid_stream_keeps_sending(media, tiny_generator, scene, capsys):
+class LossScript:
+    """An output that runs the camera: the next frame after each animated frame; after frame 5 the camera
+    dies until ``keepalives`` re-sends of the last frame were seen; stops the camera after ``n`` frames."""
+
+    def __init__(self, state, messages, n, keepalives=3):
+        self.state, self.messages, self.n, self.keepalives = state, messages, n, keepalives
+        self.frames, self.resent, self.last, self.said = 0, 0, None, None
+
+    def send(self, rgb):
+        if rgb is self.last:  # the sink re-sends its last frame while the camera is away
+            self.resent += 1
+            if self.resent == self.keepalives:
+                self.state["dead"] = False
+                self.state["gate"].release()
+            return
+        self.last = rgb
+        self.frames += 1
+        if self.frames == self.n:
+            self.said = list(self.messages)  # before shutdown (whose last read fails)
+            self.state["closing"].set()
+            return
+        self.state["dead"] = self.frames == 6
+        self.state["gate"].release()
+
+    def close(self):
+        pass
+
+
+def test_camera_lost_mid_stream_keeps_sending(media, tiny_generator, scene):
     fake = register_fake_vcam()
-    state = {"i": 0, "dead_until": None}
     messages = []
-    cap = CameraCapture(0, CameraSettings(first_frame_timeout=2, max_backoff=0.1),
-                        opener=lambda s, st: SceneCam(scene, die_at=8, down=0.6, state=state), log=messages.append)
-    stats = run_live(_cfg(media, max_frames=16, sources=(media / "astro.png",)), capture=cap,
-                     animator=_anim(tiny_generator))
-    assert stats["frames"] == 16
-    cam = fake.instances[0]
-    assert cam.count > 16 + 5  # the last frame was re-sent while the camera was away
-    assert sum("lost" in m for m in messages) == 1 and any("back" in m for m in messages)
+    cap, state = _gated_camera(scene, messages)
+    script = LossScript(state, messages, n=12)
+    stats = run_live(_cfg(media, max_frames=12, sources=(media / "astro.png",)), capture=cap,
+                     animator=_anim(tiny_generator), extra_outputs=[script])
+    assert stats["frames"] == 12 and script.frames == 12 and state["k"] == 12
+    assert script.resent >= 3  # the last frame was re-sent while the camera was away (the test waited for 3)
+    assert fake.instances[0].count == 12 + script.resent and stats["frames_sent"] == 12 + script.resent
+    assert [m.split(" ", 2)[2] for m in script.said] == [
+        "lost; sending the last frame and reopening it", "is back"]
 
 
 def test_user_errors_exit_2_with_one_line(media, ckpt, tmp_path, capsys, monkeypatch):
     from lia_live.capture import camera
 
-    monkeypatch.setattr(camera, "default_opener", lambda spec, st: SceneCam(None, state={"i": 0, "dead_until": 1e18}))
+    monkeypatch.setattr(camera, "default_opener", lambda spec, st: GatedCam(None, {"dead": True}))
     base = ["--checkpoint", str(ckpt), "--backend", "eager", "--stats-every", "0"]
     rc = main(["--source", str(media / "blank.png"), "--driving", str(media / "drive.mp4"), "--no-vcam",
                "--output", str(tmp_path / "x.mp4")] + base)

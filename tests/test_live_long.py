@@ -6,17 +6,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
 import pytest
 import torch
-from livedata import make_scene, register_fake_vcam, rss_mb
+from livedata import register_fake_vcam, rss_mb
 from media import count_video_frames, small_frames, write_video
 
 from lia_live.capture import IterableCapture
-from lia_live.fsutil import PARTIAL_MARK
 from lia_live.live import LiveConfig, run_live
 from lia_live.model.checkpoint import save_generator
 from lia_live.tracking import crop_portrait
@@ -57,38 +55,77 @@ def test_long_run_keeps_memory_flat(tmp_path, astronaut, tiny_generator):
 
 
 def _live_inputs(tmp_path, astronaut, tiny_generator, n):
-    """A 320×240 clip of ``n`` frames, the portrait and a tiny checkpoint on disk."""
-    scene = make_scene(astronaut, n=n, width=320, height=240, gaps=())
-    drive = tmp_path / "drive.mp4"
-    write_video(drive, (cv2.resize(f, (320, 240)) for f in scene.frames()), fps=30)
+    """A 160×120 clip of ``n`` frames, the portrait and a tiny checkpoint on disk; no face tracking (the
+    signals are what these tests are about)."""
+    drive = write_video(tmp_path / "drive.mp4", small_frames(crop_portrait(astronaut, 120), n), fps=30)
     src = tmp_path / "src.png"
     cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     ckpt = tmp_path / "tiny.safetensors"
     save_generator(tiny_generator, ckpt)
     return ["--source", str(src), "--driving", str(drive), "--checkpoint", str(ckpt), "--backend", "eager",
-            "--no-vcam", "--size", "160x96", "--stats-every", "0"]
+            "--no-vcam", "--size", "160x96", "--stats-every", "0", "--crop", "none", "--source-crop", "none"]
 
 
-def _signal_run(cmd, signals, gap):
-    """Run lia-live in a child process; once it has taken its reference pose, send ``signals`` ``gap`` s
-    apart; returns (exit code, stderr)."""
+# lia-live in a child process whose sink stops after sending frame PAUSE_AT until WAIT_FOR signals came in
+# (the signal handlers run in that thread, the one the sink runs in): the signals land at a known frame.
+GATED_CHILD = """
+import sys, time
+from lia_live.live import loop
+from lia_live.signals import Stopper
+
+PAUSE_AT, WAIT_FOR = int(sys.argv[1]), int(sys.argv[2])
+signals = []
+handler = Stopper._handler
+
+def counted(self, signum, frame):
+    signals.append(signum)
+    handler(self, signum, frame)
+
+Stopper._handler = counted
+send = loop.Sink._send
+
+def gated(self, out):
+    send(self, out)
+    if self.timer.sent == PAUSE_AT:
+        print("PAUSED", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 60
+        while len(signals) < WAIT_FOR and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+loop.Sink._send = gated
+from lia_live.cli.live import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _signal_run(args, signals, pause_at):
+    """Run the gated child; when it has sent frame ``pause_at``, send ``signals``, each once the previous
+    one was acknowledged (its message on stderr); returns (exit code, stderr)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", GATED_CHILD, str(pause_at), str(len(signals)), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    lines, started = [], threading.Event()
+    lines: list[str] = []
+    seen = threading.Condition()
 
     def pump():
         for line in proc.stderr:
-            lines.append(line)
-            if "reference pose captured" in line:
-                started.set()
+            with seen:
+                lines.append(line)
+                seen.notify_all()
+
+    def wait_for(text):
+        with seen:
+            assert seen.wait_for(lambda: any(text in ln for ln in lines) or proc.poll() is not None, 120)
+        assert any(text in ln for ln in lines), "".join(lines)
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()
     try:
-        assert started.wait(120), "".join(lines)
-        for sig in signals:
-            time.sleep(gap)
+        wait_for("PAUSED")
+        for i, sig in enumerate(signals):
             proc.send_signal(sig)
+            if i + 1 < len(signals):
+                wait_for(f"{signal.Signals(sig).name}: ")
         rc = proc.wait(60)
     finally:
         if proc.poll() is None:
@@ -99,37 +136,28 @@ def _signal_run(cmd, signals, gap):
 
 @pytest.mark.slow
 def test_sigterm_finalises_the_recording(tmp_path, astronaut, tiny_generator):
+    """SIGTERM while frame 5 is being sent: that frame is the last; the recording holds exactly 5 frames."""
     out, js = tmp_path / "rec.mp4", tmp_path / "stats.json"
-    cmd = [sys.executable, "-m", "lia_live.cli.live", *_live_inputs(tmp_path, astronaut, tiny_generator, 400),
-           "--output", str(out), "--stats-json", str(js)]
-    rc, err = _signal_run(cmd, [signal.SIGTERM], gap=0.5)
+    args = [*_live_inputs(tmp_path, astronaut, tiny_generator, 12), "--output", str(out), "--stats-json", str(js)]
+    rc, err = _signal_run(args, [signal.SIGTERM], pause_at=5)
     assert rc == 143, err  # 128 + SIGTERM, after a complete recording
-    assert "SIGTERM" in err
+    assert "SIGTERM: finishing the current frame and shutting down" in err
     stats = json.loads(js.read_text())
-    assert 0 < stats["frames"] < 400  # stopped early...
-    assert count_video_frames(out) == stats["frames"]  # ...and the file is complete and playable
-    assert not any(PARTIAL_MARK in p.name for p in tmp_path.iterdir())
+    assert stats["frames"] == 5 and count_video_frames(out) == 5  # stopped there, file complete and playable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.mp4", "rec.mp4", "src.png", "stats.json",
+                                                          "tiny.safetensors"]
 
 
 @pytest.mark.slow
 def test_double_ctrl_c_keeps_no_recording_and_exits_130(tmp_path, astronaut, tiny_generator):
-    """A first Ctrl-C asks for a clean stop; a second one stops at once. Whenever it lands, what is left is a
-    complete recording (the clean stop had finished) or none — never a hidden partial file — and exit 130."""
+    """A first Ctrl-C asks for a clean stop; a second one, before the clean stop is done, stops at once: no
+    recording is kept (not even a hidden partial file) and the exit code is 130."""
     out = tmp_path / "rec.mp4"
-    # a slow output so the second signal lands while the loop still runs (the first only asks to stop)
-    cmd = [sys.executable, "-c", "import sys, time; from lia_live.output.file import FileOutput; "
-           "send = FileOutput.send; FileOutput.send = lambda s, f: (time.sleep(0.05), send(s, f))[1]; "
-           "from lia_live.cli.live import main; sys.exit(main())",
-           *_live_inputs(tmp_path, astronaut, tiny_generator, 600), "--output", str(out)]
-    rc, err = _signal_run(cmd, [signal.SIGINT, signal.SIGINT], gap=0.2)
-    # 130, or killed by the SIGINT itself when the second one lands after the run had ended (shells show 130)
-    assert rc in (130, -signal.SIGINT), err
-    assert "Traceback" not in err
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left in (["drive.mp4", "src.png", "tiny.safetensors"],
-                    ["drive.mp4", "rec.mp4", "src.png", "tiny.safetensors"])
-    if "rec.mp4" in left:
-        assert count_video_frames(out) > 0
+    args = [*_live_inputs(tmp_path, astronaut, tiny_generator, 12), "--output", str(out)]
+    rc, err = _signal_run(args, [signal.SIGINT, signal.SIGINT], pause_at=5)
+    assert rc == 130, err
+    assert "Traceback" not in err and "interrupted; shutting down without finalising the recording" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.mp4", "src.png", "tiny.safetensors"]
 
 
 def test_stats_file_is_never_replaced_without_overwrite(tmp_path, astronaut, capsys):

@@ -893,18 +893,6 @@ def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
 
 
 # -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------
-def _clips(root: Path, n_clips: int = 2, n_frames: int = 4) -> Path:
-    """Training clips: PNG folders of a moving square (root/train/clipN/00000.png ...)."""
-    for c in range(n_clips):
-        folder = root / "train" / f"clip{c}"
-        folder.mkdir(parents=True)
-        for t in range(n_frames):
-            img = np.full((64, 64, 3), 60 + 80 * c, np.uint8)
-            img[20:40, 8 + 8 * t:28 + 8 * t] = 230
-            cv2.imwrite(str(folder / f"{t:05d}.png"), img)
-    return root
-
-
 def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_path):
     from train.checkpoints import list_checkpoints
     from train.config import preset_config
@@ -912,7 +900,7 @@ def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_pa
 
     torch.set_num_threads(1)
     cfg = preset_config("tiny")
-    cfg.data, cfg.out, cfg.progress = str(_clips(tmp_path / "data")), str(tmp_path / "run"), False
+    cfg.data, cfg.out, cfg.progress = str(write_png_clips(tmp_path / "data", 2, 4)), str(tmp_path / "run"), False
     cfg.iters, cfg.batch_size, cfg.save_every, cfg.keep = 2, 2, 1, 5
     Trainer(cfg, torch.device("cpu")).run()
     first, newest = list_checkpoints(tmp_path / "run" / "checkpoints")[-2:]
@@ -1022,3 +1010,109 @@ def test_ctrl_c_keeps_the_motion_recording_in_step_with_the_video(inputs, tmp_pa
     assert animate([str(a) for a in ["--source", inputs["src"], "--checkpoint", inputs["ck"], "--backend", "eager",
                                      "--device", "cpu", "--no-progress", "--output", replay, "--motion", rec]]) == 0
     assert len(list(replay.iterdir())) == written
+
+
+# -- class 17: signals against a real lia-live process: every writer stops at the same frame ------------------
+def _live_until_frames(inputs, out: Path, rec: Path) -> tuple[subprocess.Popen, list[str]]:
+    """Start lia-live on a 400-frame folder (file output + motion recording) and return once it has
+    reported its first stats line (frames are flowing)."""
+    long = inputs["tmp"] / "long"
+    long.mkdir()
+    for i in range(400):
+        cv2.imwrite(str(long / f"{i:04d}.png"), cv2.cvtColor(inputs["frames"][i % 20], cv2.COLOR_RGB2BGR))
+    args = ["--source", inputs["src"], "--driving", long, "--checkpoint", inputs["ck"], "--backend", "eager",
+            "--device", "cpu", "--no-vcam", "--output", out, "--record-motion", rec, "--crop", "none",
+            "--source-crop", "none", "--stats-every", "0.2", "--size", "128x128"]
+    proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", *map(str, args)], cwd=ROOT, env=ENV,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def reader():
+        for line in proc.stderr:
+            lines.append(line)
+            if " fps | latency" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert ready.wait(300), "".join(lines)
+    return proc, lines
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGTERM, signal.SIGTERM)])
+def test_live_signals_keep_the_video_and_the_recording_in_step(inputs, signals):
+    """Ctrl-C: exit 130, the video and the motion recording hold the same frames. Two SIGTERMs 0.1 s apart:
+    the second is the same request (exit 143), the mp4 is kept, and no hidden partial file is left."""
+    from lia_live.templates import load_template
+
+    out, rec = inputs["tmp"] / "o.mp4", inputs["tmp"] / "m.npz"
+    proc, lines = _live_until_frames(inputs, out, rec)
+    for i, sig in enumerate(signals):
+        if i:
+            threading.Event().wait(0.1)
+        proc.send_signal(sig)
+    rc = proc.wait(120)
+    err = "".join(lines)
+    assert rc == {signal.SIGINT: 130, signal.SIGTERM: 143}[signals[0]], err
+    n = count_video_frames(out)
+    assert 1 <= n < 400 and len(load_template(rec)) == n, err
+    assert f"motion recorded: {rec} ({plural(n)})" in err and "Traceback" not in err
+    assert leftovers(inputs["tmp"]) == []
+
+
+def plural(n: int) -> str:
+    return f"{n} frame" + ("" if n == 1 else "s")
+
+
+def test_live_on_a_clip_without_any_face_says_so_and_keeps_nothing(inputs, tmp_path, capsys):
+    from lia_live.cli.live import main
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(blank / f"{i}.png"), np.full((96, 128, 3), 50 * i, np.uint8))
+    out, js = tmp_path / "o.mp4", tmp_path / "s.json"
+    rc = main([str(a) for a in ["--source", inputs["src"], "--driving", blank, "--checkpoint", inputs["ck"],
+                                "--backend", "eager", "--device", "cpu", "--no-vcam", "--output", out,
+                                "--stats-json", js, "--stats-every", "0"]])
+    one_line_exit_2((rc, capsys.readouterr().err), f"no face found in any of the 3 frames of {blank}", alone=False)
+    assert not out.exists() and not js.exists() and leftovers(tmp_path) == []
+
+
+def test_one_frame_is_one_frame(inputs, tmp_path, capsys):
+    from lia_live.cli.live import main
+
+    rc = main([str(a) for a in ["--source", inputs["src"], "--driving", inputs["folder"], "--checkpoint",
+                                inputs["ck"], "--backend", "eager", "--device", "cpu", "--no-vcam", "--output",
+                                tmp_path / "o.mp4", "--record-motion", tmp_path / "m.npz", "--max-frames", "1",
+                                "--crop", "none", "--stats-every", "0"]])
+    err = capsys.readouterr().err
+    assert rc == 0 and "done: 1 frame |" in err and "(1 frame)" in err and "1 frames" not in err, err
+
+
+def test_dry_run_checks_the_offsets_values(inputs, tmp_path, capsys):
+    off = tmp_path / "off.json"
+    off.write_text('{"format": "lia-live-offsets/1", "offsets": [0, Infinity]}')
+    one_line_exit_2(_live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam",
+                          "--offsets", off), f"offsets file {off}: value 1 is inf")
+    off.write_text("[0, 0.5]")  # the count is checked once the model is loaded
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--offsets", off)
+    assert rc == 0, err
+
+
+def test_offsets_set_in_python_say_what_was_wrong():
+    from lia_live.motion import MotionController
+
+    ctrl = MotionController(4)
+    with pytest.raises(UserError, match=r"got 4 values, 1 of them not finite$"):
+        ctrl.set_offsets([0, 0, float("nan"), 0])
+    with pytest.raises(UserError, match=r"got 3 values$"):
+        ctrl.set_offsets([0, 0, 0])
+
+
+def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
+    base = ["--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam"]
+    one_line_exit_2(_live(capsys, *base, "--checkpoint", "/dev/zero"), "checkpoint is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", "/dev/zero"), "source image is a device, pipe or other")
+    one_line_exit_2(_live(capsys, *base[2:], "--source", inputs["folder"]), "source image is a folder")

@@ -167,6 +167,8 @@ def test_preview_moves(panel):
     later = _canvas(page)
     assert first.shape == later.shape and np.abs(first.astype(int) - later.astype(int)).mean() > 1.0
     assert int(page.inner_text("#frames")) > 0 and float(page.inner_text("#fps")) > 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-panel.png"), full_page=True)  # the running panel, to look at
 
 
 def test_power_slider_drives_the_controller(panel):
@@ -197,8 +199,7 @@ def test_upload_a_source_changes_the_output(panel, media):
     assert red_gain > 10, red_gain  # the second portrait is redder (measured: 20)
     kept = Path(panel.state()["state"]["sources"][1])
     assert kept.parent == panel.home / "data" / "lia-live" / "sources" and kept.is_file()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ui-panel.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-panel-two-sources.png"), full_page=True)
 
 
 def test_record_video_and_motion(panel):

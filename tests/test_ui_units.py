@@ -6,6 +6,7 @@ import asyncio
 import json
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,61 @@ def test_prefs_round_trip_and_command_line(tmp_path, monkeypatch):
                                           f"--motion-power 1.25 --no-vcam")
     prefs.prefs_path().write_text("{broken")
     assert prefs.load() == {}
+
+
+def test_saved_settings_start_the_panel_unless_the_command_line_says_otherwise(tmp_path):
+    from lia_live.cli.ui import given_settings
+    from lia_live.settings import LiveConfig
+    from lia_live.ui.app import starting_config
+
+    src = tmp_path / "saved.png"
+    saved = {"sources": [str(src)], "driving": "clip.mp4", "camera_size": "640x480", "mode": "absolute",
+             "motion_power": 0.5, "compose": "paste", "vcam": False}
+    argv = ["--source", "me.png", "--motion-power", "1.5", "--no-vcam"]
+    given = given_settings(argv)
+    assert given == {"sources", "motion_power", "vcam"}
+    cfg = LiveConfig(sources=(Path("me.png"),)).replace(motion={"motion_power": 1.5}, output={"vcam": False})
+    out = starting_config(cfg, saved, given)
+    assert out.sources == (Path("me.png"),) and out.motion.motion_power == 1.5 and out.output.vcam is False
+    assert (out.capture.driving, out.capture.size, out.motion.mode, out.output.compose) == \
+        ("clip.mp4", (640, 480), "absolute", "paste")
+    bare = starting_config(LiveConfig(), saved, frozenset())
+    assert bare.sources == (src,) and bare.motion.motion_power == 0.5
+
+
+def test_panel_options_and_the_host_warning():
+    from lia_live.cli.ui import build_ui_parser
+    from lia_live.ui.app import DEFAULT_PORT, host_warning
+
+    a = build_ui_parser().parse_args([])
+    assert (a.host, a.port, a.no_browser, a.source) == ("127.0.0.1", DEFAULT_PORT, False, None)
+    a = build_ui_parser().parse_args(["--port", "0", "--no-browser", "--host", "0.0.0.0", "--source", "x.png"])
+    assert (a.host, a.port, a.no_browser) == ("0.0.0.0", 0, True)
+    assert host_warning("127.0.0.1") is None and host_warning("localhost") is None
+    assert host_warning("0.0.0.0").startswith("warning: the control panel listens on 0.0.0.0: anyone who can")
+
+
+def test_ui_cli_errors_are_one_line(capsys):
+    from lia_live.cli.live import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's usage error, as for every lia-live option
+        main(["ui", "--port", "70000"])
+    assert e.value.code == 2 and "--port: must be <= 65535" in capsys.readouterr().err
+    assert main(["ui", "--source", "/nonexistent/face.png", "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lia-live: error:") and "face.png" in err[0]
+
+
+def test_cameras_from_sysfs(tmp_path, monkeypatch):
+    import lia_live.ui.cameras as cameras
+
+    monkeypatch.setattr(cameras.shutil, "which", lambda name: None)  # no v4l2-ctl: the common resolutions
+
+    for n, name, index in ((0, "Integrated Camera", "0"), (1, "Integrated Camera", "1"), (10, "lia-live", "0")):
+        d = tmp_path / f"video{n}"
+        d.mkdir()
+        (d / "name").write_text(name + "\n")
+        (d / "index").write_text(index + "\n")
+    cams = cameras.list_cameras(tmp_path)
+    assert [(c["index"], c["name"]) for c in cams] == [(0, "Integrated Camera"), (10, "lia-live")]
+    assert all(c["resolutions"] == cameras.COMMON for c in cams)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
@@ -28,13 +29,15 @@ def is_stream_url(spec: str) -> bool:
     return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec) is not None
 
 
-def open_capture(spec: str, settings: CameraSettings | None = None) -> Capture:
-    """A camera index ("0"), a stream URL (rtsp://, http://...), a video file or a frame folder."""
+def open_capture(spec: str, settings: CameraSettings | None = None, log: Callable[[str], None] | None = None
+                 ) -> Capture:
+    """A camera index ("0"), a stream URL (rtsp://, http://...), a video file or a frame folder. ``log``: where
+    a camera says it was lost and is back (default: the tool's log)."""
     spec = str(spec)
     if spec.isdigit():
-        return CameraCapture(int(spec), settings or CameraSettings())
+        return CameraCapture(int(spec), settings or CameraSettings(), log=log)
     if is_stream_url(spec):
-        return CameraCapture(spec, settings or CameraSettings())
+        return CameraCapture(spec, settings or CameraSettings(), log=log)
     p = Path(spec)
     if not p.exists():
         raise UserError(f"«driving» {spec}: no such file or folder (give a camera index like 0, "

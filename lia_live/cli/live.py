@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import UserError
 from ..log import log
 from ..options import add_config_args, config_from_args, print_config
 from ..remote.settings import RemoteConfig
@@ -75,12 +74,16 @@ def check_inputs(cfg: LiveConfig) -> list:
     outputs can be written. Returns the source portraits read (the run uses them: each is read once)."""
     from ..io import check_driving
     from ..live import check_outputs, read_sources
+    from ..paths import regular_file
+    from ..templates import read_offsets
 
     portraits = read_sources(cfg.sources)
     check_driving(cfg.capture.driving)
-    if cfg.model.checkpoint is not None and not Path(cfg.model.checkpoint).is_file():
-        raise UserError(f"checkpoint not found: {cfg.model.checkpoint}")
+    if cfg.model.checkpoint is not None:
+        regular_file(cfg.model.checkpoint, "checkpoint")  # not found, a folder, a device: one line
     check_outputs(cfg)  # every output against the others and the inputs; --offsets' folder is writable
+    if cfg.motion.offsets is not None and Path(cfg.motion.offsets).exists():
+        read_offsets(cfg.motion.offsets)  # its values now (their count once the model is known)
     m = cfg.motion
     if m.mode == "absolute" and m.reference != "first":
         log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "

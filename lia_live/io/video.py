@@ -26,7 +26,9 @@ from ..fsutil import (
     write_bytes_checked,
 )
 from ..log import log, plural
+from ..paths import GIB, regular_file
 
+IMAGE_MAX_BYTES = GIB  # an image file larger than this is not a portrait or a frame
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 TRUNCATION_SLACK = 1  # container frame counts may be estimated from the duration: allow one frame off
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg"}
@@ -46,8 +48,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     import cv2
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} not found: {p}")
+    regular_file(p, what, IMAGE_MAX_BYTES)  # not found, a folder, a device or FIFO, too large: one line
     try:
         data = np.fromfile(str(p), dtype=np.uint8)
     except OSError as e:

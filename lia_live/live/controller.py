@@ -24,7 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..imaging import from_tensor
-from ..log import log
+from ..log import log, render
 from ..motion import EASE_RANGE, MODES, POWER_RANGE, MotionController
 from ..reference import REFERENCES
 from ..stats import StageTimer
@@ -178,9 +178,11 @@ class LiveController:
             self.note(line)
 
     def note(self, line: str) -> None:
-        """Keep ``line`` for :meth:`messages` without printing it (e.g. an error the CLI prints itself)."""
+        """Keep ``line`` for :meth:`messages` (settings named as the CLI prints them) without printing it
+        (e.g. an error the CLI prints itself)."""
+        text = render(line)
         with self._lock:
-            self._lines.append(line)
+            self._lines.append(text)
             self._said += 1
 
     # ---- front ends ------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Sink:
         self._send(out)
         t1 = time.perf_counter()
         self.timer.add("send", t1 - t0)
+        self.stages.record(work)
         self.timer.frame_done(work.frame.captured, t1)
         self.last_out = out
         f = work.frame

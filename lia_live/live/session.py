@@ -14,6 +14,7 @@ from ..capture.base import Capture
 from ..errors import UserError
 from ..frames import frame_path
 from ..fsutil import write_atomic
+from ..log import plural
 from ..motion import MotionController
 from ..output import Compositor
 from ..runtime import make_animator
@@ -49,7 +50,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
         ctrl.note("interrupted")
         raise
     except BaseException as e:
-        ctrl.note(f"error: {e}")
+        ctrl.note("error: " + (e.render(lambda n: f"«{n}»") if isinstance(e, UserError) else str(e)))
         raise
     finally:
         ctrl.end()
@@ -66,14 +67,29 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
         anim, anim.motion_power = animator, cfg.motion.motion_power
     sources = load_sources(cfg.sources, anim.size, cfg.motion.source_crop, portraits)
     resources: list = []
-    aborted = False
     stopper = Stopper(say=ctrl.say)
+    with stopper:  # held until every file is in place: a second SIGTERM while finalising changes nothing
+        stages = _open_and_loop(cfg, ctrl, anim, sources, capture, tracker, window, extra_outputs, resources,
+                                stopper)
+        ctrl.end()
+        if stages is None:
+            return {}
+        stats = finish_run(cfg, stages)
+    stats["exit_code"] = stopper.exit_code or 0
+    return stats
+
+
+def _open_and_loop(cfg: LiveConfig, ctrl: LiveController, anim: Animator, sources: list[SourceEntry], capture,
+                   tracker, window, extra_outputs, resources: list, stopper: Stopper) -> LiveStages | None:
+    """Open the input, the outputs and the stages, run the loop, close everything (finalising recordings,
+    or dropping them after a second Ctrl-C or a clip without any face)."""
+    aborted = False
     stages: LiveStages | None = None
     try:
         if tracker is None and cfg.motion.crop == "auto":
             tracker = FaceTracker(detect_every=cfg.motion.detect_every)
             resources.append(tracker)
-        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg))
+        cap = capture or open_capture(cfg.capture.driving, _camera_settings(cfg), log=ctrl.say)
         resources.append(cap)
         ctrl.say(f"input: {cap.name} ({'live: newest frame only' if cap.live else 'file: every frame'})")
         out_fps = (cfg.output.fps or 30.0) if (cap.live or cfg.output.fps) else cap.fps
@@ -88,9 +104,14 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
         stages = build_stages(cfg, anim, sources, tracker, out_fps, ctrl, hold=not cap.live)
         resources.append(stages)
         _say_start(cfg, ctrl, stages, window is not None, cap.live)
-        with stopper, torch.inference_mode():
+        with torch.inference_mode():
             loop = pipelined_loop if cfg.run.pipeline else serial_loop
             loop(cfg, stages, cap, outputs, window, stopper.stop)
+        faceless = None if (cap.live or stopper.requested or tracker is None) else faceless_clip(cfg, stages)
+        if faceless is not None:
+            aborted = True
+            close_all(resources, abort=True, say=ctrl.say)
+            raise UserError(faceless)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep no half-written recording
         ctrl.say("interrupted; shutting down without finalising the recording")
         aborted = True
@@ -99,12 +120,17 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
     finally:
         if not aborted:
             close_all(resources, say=ctrl.say)
-    ctrl.end()
-    if stages is None:
-        return {}
-    stats = finish_run(cfg, stages)
-    stats["exit_code"] = stopper.exit_code or 0
-    return stats
+    return stages
+
+
+def faceless_clip(cfg: LiveConfig, stages: LiveStages) -> str | None:
+    """The error for a video or frame folder in which no frame had a face (the output would be the still
+    portrait throughout), else None."""
+    t = stages.timer
+    if t.frames == 0 or t.no_face < t.frames:
+        return None
+    return (f"no face found in any of the {plural(t.frames, 'frame')} of {cfg.capture.driving}, so there is no "
+            "motion to follow; nothing was written (use a clip with a visible face, or «crop» none)")
 
 
 def _camera_settings(cfg: LiveConfig) -> CameraSettings:
@@ -155,11 +181,11 @@ def finish_run(cfg: LiveConfig, stages: LiveStages) -> dict:
     """The run's stats (with the final state), the motion recording, the offsets and the stats file."""
     stats = stages.timer.summary()
     stats["state"] = stages.controller.state()
-    stages.say(f"done: {stats['frames']} frames | {stages.timer.line()}")
+    stages.say(f"done: {plural(stats['frames'], 'frame')} | {stages.timer.line()}")
     recorder = stages.recorder
     if recorder is not None and cfg.run.record_motion is not None:
         path = recorder.save(cfg.run.record_motion)
-        stages.say(f"motion recorded: {path} ({recorder.frames} frames)")
+        stages.say(f"motion recorded: {path} ({plural(recorder.frames, 'frame')})")
     if cfg.motion.offsets is not None:
         save_offsets(cfg.motion.offsets, stages.motion.offsets, stages.anim)
     if cfg.run.stats_json is not None:

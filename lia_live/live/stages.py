@@ -25,6 +25,7 @@ from ..animator import Animator
 from ..capture.base import Frame
 from ..errors import UserError
 from ..frames import HostFrames, frame_path
+from ..log import plural
 from ..motion import MotionArgs
 from ..reference import LandmarkReader
 from ..stats import StageTimer
@@ -51,6 +52,7 @@ class Work:
     landmarks: bool = False  # features below were computed (reference "landmarks" wants them)
     features: Any | None = None  # the frame's landmark features (None: no face mesh)
     source_features: Any | None = None  # the portrait's
+    args: MotionArgs | None = None  # what the animator rendered (recorded when the frame is sent)
 
 
 def end_marker() -> Work:
@@ -271,16 +273,21 @@ class LiveStages:
         t0 = time.perf_counter()
         args, message = self.motion.update(alpha, work.frame.media_time, work.features)
         self.say(message)
-        if self.recorder is not None:
-            self.recorder.add(work.frame, alpha, args)
         if self.controller.motion_target() != (self._motion_rec[0] if self._motion_rec else None):
             self._switch_motion_recording()
         if self._motion_rec is not None:
             self._motion_rec[1].add(work.frame, alpha, args)
-        self.last_args = args
+        work.args = self.last_args = args  # «record_motion» records it when the frame is sent (record())
         work.face = self.anim.render(args.alpha, args.alpha_ref, args.power, args.offset)  # (1, 3, S, S)
         self._timed("synthesis", t0)
         return work
+
+    def record(self, work: Work) -> None:
+        """Add a sent frame's motion to the recording: called when the frame reaches the outputs, so the
+        recording and the video hold the same frames however the run stops (frames in flight, or dropped
+        by a live camera's newest-only hand-offs, are in neither)."""
+        if self.recorder is not None and work.args is not None:
+            self.recorder.add(work.frame, None, work.args)
 
     def _switch_motion_recording(self) -> None:
         """Start or stop the recording a front end asked for (model thread, at a frame boundary)."""
@@ -300,7 +307,7 @@ class LiveStages:
             self.say(f"warning: motion recording {path} not saved: {e}")
             self.controller.motion_saved(path, saved=False)
         else:
-            self.say(f"motion recorded: {path} ({recorder.frames} frames)")
+            self.say(f"motion recorded: {path} ({plural(recorder.frames, 'frame')})")
             self.controller.motion_saved(path)
 
     def _finish(self, work: Work) -> np.ndarray:
@@ -317,5 +324,8 @@ class LiveStages:
         """All three stages for one frame (RGB uint8, any size) at media time ``t``; the output frame (None
         while a held reference window waits; the last of several when one is released)."""
         frame = Frame(image, time.perf_counter(), 0, t)
-        outs = [self.finish(w) for w in self.infer(self.prepare(frame))]
+        outs = []
+        for w in self.infer(self.prepare(frame)):
+            outs.append(self.finish(w))
+            self.record(w)
         return outs[-1] if outs else None

@@ -31,9 +31,20 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..imaging import from_tensor, to_tensor
+from ..imaging import check_rgb, from_tensor, resize, to_tensor
 from ..log import log
-from .protocol import FULL_CLOSE, TOKEN_CLOSE, ProtocolError, decode_image, encode_image, floats, pack, unpack
+from .protocol import (
+    FULL_CLOSE,
+    TOKEN_CLOSE,
+    ProtocolError,
+    decode_image,
+    encode_image,
+    floats,
+    pack,
+    to_model,
+    to_uint8,
+    unpack,
+)
 from .settings import RemoteConfig
 from .worker import FRAME, STORED
 
@@ -95,6 +106,7 @@ class RemoteAnimator:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._reconnecting: threading.Thread | None = None
+        self._fresh: tuple | None = None  # (connection, session, source ids) made by the reconnection thread
         try:
             self._conn, self.session, info = self._connect()
         except _Refused as e:
@@ -201,18 +213,37 @@ class RemoteAnimator:
                 if (int(info["size"]), tuple(info["basis"].shape)) != (self.size, tuple(self.basis.shape)):
                     conn.close()
                     raise _Refused(f"the server at {self.uri} came back with another model; restart lia-live")
-                for src in self._sources:
-                    src.id = self._upload(conn, session, src.crop)[0]
+                ids = [self._upload(conn, session, src.crop)[0] for src in list(self._sources)]
             except _Refused as e:
                 if str(e) not in said and "cannot reach" not in str(e):
                     said.add(str(e))
                     self.say(f"remote: {e}")
                 continue
             with self._lock:
-                self.session, self._conn, self._server_has_ref = session, conn, False
-            self.reconnects += 1
+                self._fresh = (conn, session, ids)
             self.say(f"remote: the server at {self.uri} is back; animating again")
             return
+
+    def _adopt(self) -> None:
+        """Take over a connection the reconnection thread made (in the model thread, before a request is built,
+        so source ids and the stored reference always belong to the connection they are sent on)."""
+        with self._lock:
+            fresh, self._fresh = self._fresh, None
+        if fresh is None:
+            return
+        conn, session, ids = fresh
+        try:
+            for i, src in enumerate(self._sources):
+                if i < len(ids):
+                    src.id = ids[i]
+                else:  # added while the server was away
+                    src.id, src.alpha = self._upload(conn, session, src.crop)
+        except _Refused as e:
+            self._conn = conn
+            self._lost(e)
+            return
+        self._conn, self.session, self._server_has_ref = conn, session, False
+        self.reconnects += 1
 
     def _upload(self, conn, session: str, crop: np.ndarray) -> tuple[int, torch.Tensor]:
         from websockets.exceptions import ConnectionClosed
@@ -237,7 +268,8 @@ class RemoteAnimator:
 
     def set_source(self, image: np.ndarray) -> RemoteSource:
         """Send the portrait (resized to the model size, PNG) once; returns its handle with α_src."""
-        crop = from_tensor(to_tensor(image, self.size))[0]
+        crop = np.ascontiguousarray(resize(check_rgb(image, "source image"), self.size))
+        self._adopt()
         src = RemoteSource(crop, torch.zeros(1, self.basis.shape[1]))
         conn = self._conn
         if conn is not None:
@@ -248,8 +280,11 @@ class RemoteAnimator:
         self._sources.append(src)
         self._current = src
         if self._last_image is None:
-            self._last_image = to_tensor(crop)  # until the first frame comes back: the portrait itself
+            self._last_image = to_model(crop)  # until the first frame comes back: the portrait itself
         return src
+
+    def warm_up(self) -> None:
+        """Nothing to warm up here: the server warmed its backend up on its model thread when it started."""
 
     def require_source(self) -> RemoteSource:
         if self._current is None:
@@ -267,17 +302,19 @@ class RemoteAnimator:
     def motion(self, img: torch.Tensor) -> torch.Tensor:
         """α (1, M) of a face crop (1, 3, S, S) in [-1, 1]; the crop is also animated with the last plan."""
         src = self.require_source()
+        self._adopt()
         self._pending = None
         header: dict = {"t": "step", "source": src.id, "render": self._spec}
         if self._spec["ref"] == STORED and not self._server_has_ref:
-            header["set_ref"], self._server_has_ref = self._ref_values, True
-        got = self._request(header, encode_image(from_tensor(img)[0], self.codec, self.quality)) \
+            header["set_ref"] = self._ref_values
+        got = self._request(header, encode_image(to_uint8(img), self.codec, self.quality)) \
             if src.id is not None else None
         if got is None:
             return self._held_alpha()
+        self._server_has_ref = self._server_has_ref or "set_ref" in header
         reply, data = got
         alpha = torch.tensor([reply["alpha"]], dtype=torch.float32)
-        image = to_tensor(decode_image(data, self.size)) if data else None
+        image = to_model(decode_image(data, self.size)) if data else None
         self._pending = _Pending(alpha, self._spec, image)
         self._last_alpha = alpha
         return alpha
@@ -286,6 +323,7 @@ class RemoteAnimator:
                offset: torch.Tensor | None = None) -> torch.Tensor:
         """The animated crop (1, 3, S, S) for these arguments (see :meth:`lia_live.animator.Animator.latent`)."""
         src = self.require_source()
+        self._adopt()
         ref = self.alpha_ref if alpha_ref is _OWN else alpha_ref
         power = self.motion_power if power is None else float(power)
         pending, self._pending = self._pending, None
@@ -305,7 +343,7 @@ class RemoteAnimator:
         if set_ref is not None:
             self._ref_values, self._server_has_ref = set_ref, True
         self._spec = {**plan, "alpha": FRAME}
-        return self._keep(to_tensor(decode_image(got[1], self.size)))
+        return self._keep(to_model(decode_image(got[1], self.size)))
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         """Animate with one driving frame (RGB uint8) → RGB uint8 at the model size (the Animator's step)."""
@@ -350,7 +388,7 @@ class RemoteAnimator:
                 "server_ms": round(sum(srv) / len(srv), 3) if srv else None,
                 "round_trips": self.round_trips, "reconnects": self.reconnects, "held_frames": self.held_frames,
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
-                "connected": self._conn is not None}
+                "connected": self._conn is not None or self._fresh is not None}
 
     def line(self) -> str:
         s = self.stats()

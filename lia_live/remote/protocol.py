@@ -17,6 +17,7 @@ import math
 import struct
 
 import numpy as np
+import torch
 
 VERSION = 1
 CODECS = ("jpeg", "webp", "png")
@@ -113,3 +114,17 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
 def floats(t) -> list[float]:
     """A (1, M) tensor or array as a JSON list (float32 → float is exact, so α survives the trip bit for bit)."""
     return [float(v) for v in np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, np.float32).reshape(-1)]
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(1, 3, S, S) in [-1, 1] → RGB uint8 (S, S, 3), as :func:`lia_live.imaging.from_tensor` but in NumPy:
+    a few small torch ops cost milliseconds each on a loaded CPU (thread pool wake-ups); NumPy does not."""
+    x = t.detach().float().cpu().numpy()[0]  # (3, S, S)
+    x = np.round((np.clip(x, -1, 1) + 1) * np.float32(127.5))
+    return np.ascontiguousarray(np.clip(x, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+
+
+def to_model(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (S, S, 3) → (1, 3, S, S) in [-1, 1], as :func:`lia_live.imaging.to_tensor` but in NumPy."""
+    x = image.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return torch.from_numpy(np.ascontiguousarray(x))[None]

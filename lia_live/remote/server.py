@@ -239,7 +239,7 @@ class RemoteServer:
             raise ProtocolError(f"unknown reference {ref!r}")
         if (isinstance(alpha, str) or isinstance(ref, str) and ref == FRAME) and not has_crop:
             raise ProtocolError("render uses the frame's motion but the step has no crop")
-        if ref == STORED and s.ref is None:
+        if isinstance(ref, str) and ref == STORED and s.ref is None:
             raise ProtocolError("render uses the stored reference but none was set")
         return Plan(alpha, ref, number(render.get("power", 1.0), "power", 0, 10),
                     vector(render.get("offset"), "offset", m))

@@ -20,7 +20,8 @@ import torch
 
 from ..animator import Animator
 from ..backends import SourceState
-from ..imaging import from_tensor, to_tensor
+from ..log import log
+from .protocol import to_model, to_uint8
 
 FRAME = "frame"  # a plan's alpha/reference: this request's own crop's α
 STORED = "stored"  # a plan's reference: the one the session stored
@@ -131,6 +132,10 @@ class ModelWorker:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        try:
+            self.anim.warm_up()  # on the thread that makes every model call (compiled / CUDA-graph backends)
+        except Exception as e:  # noqa: BLE001 - the first frames pay for it instead; the server still serves
+            log(f"warning: warming the backend up failed ({type(e).__name__}: {e}); going on without")
         while True:
             job = self._next(None)
             if job is None:
@@ -149,7 +154,7 @@ class ModelWorker:
 
     def _source(self, job: Job) -> tuple[int, SourceState]:
         assert job.image is not None
-        state = self.anim.set_source_tensor(to_tensor(job.image))
+        state = self.anim.set_source_tensor(to_model(job.image))
         s = job.session
         sid, s.next_source = s.next_source, s.next_source + 1
         s.sources[sid] = state
@@ -162,7 +167,7 @@ class ModelWorker:
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
         if moving:
-            x = torch.cat([to_tensor(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
+            x = torch.cat([to_model(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
             a = self.anim.motion(x)  # (B, M)
             alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
         drawn = [j for j in jobs if j.plan is not None]
@@ -174,8 +179,8 @@ class ModelWorker:
                 latents.append(latent)
                 feats.append(src.feats)
             levels = [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
-            out = from_tensor(self.anim.backend.synthesize(torch.cat(latents), levels))  # (B, S, S, 3)
-            images = {id(j): out[i] for i, j in enumerate(drawn)}
+            out = self.anim.backend.synthesize(torch.cat(latents), levels)  # (B, 3, S, S)
+            images = {id(j): to_uint8(out[i:i + 1]) for i, j in enumerate(drawn)}
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
         for j in jobs:

@@ -43,6 +43,14 @@ class PanelOptions:
     given: frozenset[str] = frozenset()
 
 
+def host_warning(host: str) -> str | None:
+    """The warning printed when the panel listens beyond this machine."""
+    if host in LOOPBACK:
+        return None
+    return (f"warning: the control panel listens on {host}: anyone who can reach this address and has the token "
+            f"can steer your camera (the default, 127.0.0.1, keeps it on this machine)")
+
+
 def starting_config(cfg: LiveConfig, saved: dict, given: frozenset[str], say: Callable[[str], None] = log
                     ) -> LiveConfig:
     """``cfg`` with the saved panel settings filled in where the command line did not give them."""
@@ -95,9 +103,9 @@ def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout
     devices = Devices(inp, outs, ctrl, say=ctrl.say)
     panel = Panel(ctrl, devices, {**saved, **{"sources": [str(s) for s in cfg.sources]}})
     server = PanelServer(panel, new_token(), opts.host, opts.port, say=ctrl.say)
-    if opts.host not in LOOPBACK:
-        log(f"warning: the control panel listens on {opts.host}: anyone who can reach this address and has "
-            f"the token can steer your camera")
+    warning = host_warning(opts.host)
+    if warning:
+        log(warning)
     server.start()
     panel.preview.start()
     try:

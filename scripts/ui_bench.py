@@ -1,0 +1,146 @@
+"""What the control panel costs the pipeline: fps with the panel open in a browser vs without, and how far the
+preview runs behind the pipeline's output (docs/ui.md, docs/benchmarks.md).
+
+Runs ``lia-live ui`` (bundled demo model, CPU, a 640×480 clip read as fast as the pipeline takes it:
+``--camera-fps 240``) once, then alternates rounds without a page and with the page open in headless
+Chromium, ``--rounds`` times, each ``--seconds`` long after a warm-up. Pipeline fps = output frames counted
+by the pipeline / seconds. Preview latency = from the loop publishing a frame (after sending it to the
+outputs) to the page having drawn it (the page measures it per frame; same machine, same clock).
+
+    python scripts/ui_bench.py [--rounds 3] [--seconds 10] [--backend auto] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def make_inputs(d: Path) -> tuple[Path, Path]:
+    import cv2
+    from make_demo_data import write_clip_video  # scripts/ is this script's own folder
+    from skimage import data
+
+    face = data.astronaut()
+    cv2.imwrite(str(d / "portrait.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    write_clip_video(d / "clip.mp4", "demo", 150, 30)  # make demo's webcam-like 640x480 clip
+    return d / "portrait.png", d / "clip.mp4"
+
+
+def start_panel(d: Path, backend: str) -> tuple[subprocess.Popen, str]:
+    portrait, clip = make_inputs(d)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(d / "cfg"), "XDG_DATA_HOME": str(d / "data"),
+           "XDG_VIDEOS_DIR": str(d / "videos"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", "ui", "--source", str(portrait),
+                             "--driving", str(clip), "--camera-fps", "240", "--no-vcam", "--no-browser", "--port", "0",
+                             "--backend", backend, "--stats-every", "0"], stdout=subprocess.PIPE,
+                            stderr=open(d / "stderr.txt", "w"), text=True, env=env)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    for _ in range(1200):
+        m = next((re.search(r"(http://\S+)", s) for s in lines if "control panel at" in s), None)
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            raise SystemExit(f"lia-live ui exited: {(d / 'stderr.txt').read_text()}")
+        time.sleep(0.1)
+    raise SystemExit("no URL line")
+
+
+def frames(url: str) -> int:
+    base, token = url.split("/?token=")
+    with urllib.request.urlopen(f"{base}/api/state?token={token}") as r:
+        return int(json.loads(r.read())["stats"]["frames"])
+
+
+def measure(url: str, seconds: float, proc) -> tuple[float, float]:
+    """(pipeline fps, CPU ms of the lia-live process per output frame) over ``seconds``."""
+    c0, n0, t0 = _cpu(proc), frames(url), time.perf_counter()
+    time.sleep(seconds)
+    c1, n1, t1 = _cpu(proc), frames(url), time.perf_counter()
+    return (n1 - n0) / (t1 - t0), 1e3 * (c1 - c0) / max(1, n1 - n0)
+
+
+def _cpu(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def run_rounds(url: str, pid: int, rounds: int, seconds: float) -> dict:
+    import psutil
+    from playwright.sync_api import sync_playwright
+
+    proc = psutil.Process(pid)
+    without, with_page, latency, preview_fps, cpu_without, cpu_with = [], [], [], [], [], []
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS)
+        time.sleep(seconds / 2)  # warm-up: the model's first frames, the engine cache
+        for r in range(rounds):
+            fps, cpu = measure(url, seconds, proc)
+            without.append(fps)
+            cpu_without.append(cpu)
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("() => window.liaPanel && window.liaPanel.frames > 5", timeout=60_000)
+            page.evaluate("() => { window.liaPanel.latencies.length = 0; window.liaPanel.frames = 0; }")
+            t0 = time.perf_counter()
+            fps, cpu = measure(url, seconds, proc)
+            with_page.append(fps)
+            cpu_with.append(cpu)
+            got = page.evaluate("() => [window.liaPanel.latencies.slice(), window.liaPanel.frames]")
+            latency.extend(got[0])
+            preview_fps.append(got[1] / (time.perf_counter() - t0))
+            page.close()
+            print(f"round {r + 1}: without {without[-1]:.2f} fps ({cpu_without[-1]:.1f} CPU ms/frame) | with the page "
+                  f"{with_page[-1]:.2f} fps ({cpu_with[-1]:.1f} CPU ms/frame), preview {preview_fps[-1]:.2f} fps, "
+                  f"latency median {statistics.median(got[0]):.1f} ms", flush=True)
+        browser.close()
+    latency.sort()
+    return {"fps_without": [round(v, 2) for v in without], "fps_with_page": [round(v, 2) for v in with_page],
+            "preview_fps": [round(v, 2) for v in preview_fps],
+            "cpu_ms_per_frame_without": round(statistics.median(cpu_without), 2),
+            "cpu_ms_per_frame_with_page": round(statistics.median(cpu_with), 2),
+            "ratio_median": round(statistics.median(with_page) / statistics.median(without), 3),
+            "latency_ms_median": round(statistics.median(latency), 1),
+            "latency_ms_p90": round(latency[int(0.9 * (len(latency) - 1))], 1),
+            "frame_ms_with_page": round(1000 / statistics.median(with_page), 1), "latency_samples": len(latency)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        proc, url = start_panel(Path(d), a.backend)
+        try:
+            result = run_rounds(url, proc.pid, a.rounds, a.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, indent=2))
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
