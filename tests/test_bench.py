@@ -81,8 +81,9 @@ def test_default_combos_on_cpu():
 
 
 def test_bench_user_errors_exit_2(tiny_ckpt, capsys):
-    assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--frames", "0"]) == 2
-    assert "--frames must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a number out of range is a usage error at parse time
+        main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--frames", "0"])
+    assert e.value.code == 2 and "--frames: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--backends", "nope"]) == 2
     assert "unknown backend" in capsys.readouterr().err
     assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--backend-option", "mode"]) == 2
