@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import functools
 import math
+import signal
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from .errors import UserError, as_flag
 from .fsutil import os_error_line
 from .log import set_program
 from .settings import field_flag, is_group, plain
+from .signals import EXIT_CODES
 
 SIZE_LIMITS = (16, 7680, 16, 4320)
 _WRITE_ERRORS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
@@ -48,7 +50,12 @@ def user_errors(prog: str) -> Callable:
         def main(argv=None) -> int:
             set_program(prog)
             try:
-                return fn(argv)
+                code = fn(argv)
+                if argv is None and code in EXIT_CODES.values():
+                    # stopped by a signal, everything is in place: a repeated SIGTERM while the interpreter
+                    # shuts down is the same request (not a kill that turns exit 143 into death by signal)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                return code
             except UserError as e:
                 print(f"{prog}: error: {one_line(e.render(as_flag))}", file=sys.stderr)
                 return 2

@@ -6,6 +6,7 @@ call these, and none of them knows the command line exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,17 @@ def canonical_device(device: str | torch.device) -> torch.device:
 def same_device(a: str | torch.device, b: str | torch.device) -> bool:
     """Whether ``a`` and ``b`` name the same device, whatever form each is written in."""
     return canonical_device(a) == canonical_device(b)
+
+
+def device_context(device: str | torch.device) -> contextlib.AbstractContextManager:
+    """``torch.cuda.device(device)`` for a CUDA device (the current device is per thread and defaults to
+    cuda:0: streams, captures and compilation must see ``--device cuda:1``), else a no-op."""
+    dev = canonical_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        return torch.cuda.device(dev)
+    return contextlib.nullcontext()
 
 
 def synchronize(device: str | torch.device) -> None:

@@ -191,6 +191,34 @@ def test_capture_is_thread_local_and_on_the_inputs_device(monkeypatch):
     torch.testing.assert_close(out, x * 2)
 
 
+def test_warm_up_runs_inside_the_animators_cuda_device(monkeypatch, tiny_generator):
+    import lia_live.animator as animator_mod
+    from lia_live.runtime import device_context
+
+    entered = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: entered.append(d) or contextlib.nullcontext())
+    with device_context("cuda:1"):
+        pass
+    assert entered == [torch.device("cuda:1")]
+    with device_context("cpu:0"):
+        pass
+    assert entered == [torch.device("cuda:1")]  # no CUDA call for a CPU device
+    anim = Animator(tiny_generator)
+    calls = []
+    monkeypatch.setattr(anim.backend, "warmup", lambda: calls.append("warmup"))
+
+    @contextlib.contextmanager
+    def inside(d):
+        calls.append(("enter", d))
+        yield
+        calls.append(("exit", d))
+
+    monkeypatch.setattr(animator_mod, "device_context", inside)
+    monkeypatch.setattr(animator_mod, "synchronize", lambda d: calls.append(("sync", d)))
+    anim.warm_up()
+    assert calls == [("enter", anim.device), "warmup", ("exit", anim.device), ("sync", anim.device)]
+
+
 # ---- 2, 3, 5. warm-up before the stages take frames, on the thread that calls --------------------------------
 @pytest.mark.parametrize("pipeline", [True, False])
 def test_graphs_are_captured_before_the_first_frame_on_the_model_thread(tmp_path, tiny_generator, monkeypatch,

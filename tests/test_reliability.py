@@ -1116,3 +1116,18 @@ def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
     one_line_exit_2(_live(capsys, *base, "--checkpoint", "/dev/zero"), "checkpoint is a device, pipe or other")
     one_line_exit_2(_live(capsys, *base[2:], "--source", "/dev/zero"), "source image is a device, pipe or other")
     one_line_exit_2(_live(capsys, *base[2:], "--source", inputs["folder"]), "source image is a folder")
+
+
+def test_eval_run_record_read_back_is_checked(inputs, tmp_path):
+    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    cfg = EvalConfig(checkpoint=inputs["ck"], data=inputs["folder"], out=out, metrics=("l1",), domain="face",
+                     progress=False)
+    for content, needle in ((b"[1, 2]", "is not a lia-eval run record"), (b"{", "is not valid JSON"),
+                            (b" " * (2 << 20), "is too large")):
+        (out / "run.json").write_bytes(content)
+        with pytest.raises(UserError, match=needle):
+            run_evaluation(cfg, log=lambda s: None)
+        assert (out / "run.json").read_bytes() == content  # the user's folder is left as it was

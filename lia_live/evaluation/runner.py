@@ -31,7 +31,8 @@ from ..errors import UserError
 from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
-from ..log import progress_bar
+from ..log import plural, progress_bar
+from ..paths import read_json
 from ..runtime import model_device, resolve_checkpoint
 from ..settings import METRICS, EvalConfig
 from .dataset import VideoEntry, discover_videos
@@ -148,10 +149,10 @@ def prepare_out(out: Path, run: dict) -> bool:
             raise UserError(f"«out» {out} is not empty and is not a lia-eval output folder (no run.json); "
                             "choose a new or empty folder")
         try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {marker} ({e}); choose a new «out» folder") from None
-        if old.get("format") != RUN_FORMAT:
+            old = read_json(marker, "lia-eval run record")  # a regular file of at most 1 MiB, valid JSON
+        except UserError as e:
+            raise UserError(f"{e}; choose a new «out» folder") from None
+        if not isinstance(old, dict) or old.get("format") != RUN_FORMAT:
             raise UserError(f"{marker} is not a lia-eval run record; choose a new «out» folder")
         diff = [k for k in sorted(set(old) | set(run)) if old.get(k) != run.get(k)]
         if diff:
@@ -335,7 +336,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
         else:
             records[entry.name] = _from_json(rec)
     if records:
-        log(f"lia-eval: resuming in {cfg.out}: {len(records)} of {len(job.pairs)} videos already scored, "
+        log(f"lia-eval: resuming in {cfg.out}: {len(records)} of {plural(len(job.pairs), 'video')} already scored, "
             f"{len(todo)} to go")
     timers = dict.fromkeys(TIMERS, 0.0)
     new_frames = 0

@@ -86,11 +86,11 @@ class RemoteServer:
     # ---- running ---------------------------------------------------------------------------------------------
     async def serve(self, on_ready: Callable[[str, int], None] | None = None) -> None:
         """Listen until :meth:`stop`."""
-        import websockets
+        from websockets.asyncio.server import serve
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with websockets.serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
+        async with serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
                                     max_size=self.cfg.max_message, max_queue=2,
                                     open_timeout=self.cfg.hello_timeout, ping_interval=10, ping_timeout=20,
                                     logger=_quiet_logger()) as server:
