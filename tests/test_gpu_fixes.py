@@ -372,6 +372,31 @@ def test_fp16_modulated_conv_stays_finite_where_the_plain_form_overflows(upsampl
     assert float((got - want).norm() / want.norm()) < 2e-3  # fp16 rounding (2^-11 per value), no more
 
 
+# ---- a bare GPU machine: OpenCV, no PyAV ----------------------------------------------------------------------
+def test_videos_are_read_with_opencv_when_pyav_is_missing(tmp_path, monkeypatch):
+    import builtins
+
+    from lia_live.io.video import open_frames
+
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    frames = list(_frames(5))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    real_import = builtins.__import__
+
+    def no_av(name, *args, **kw):
+        if name == "av" or name.startswith("av."):
+            raise ImportError("No module named 'av'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_av)
+    got = list(open_frames(path))
+    assert len(got) == 5 and got[0].shape == (120, 160, 3)
+    assert np.abs(got[2].astype(int) - frames[2]).mean() < 8  # mp4v: lossy, but the same picture
+
+
 # ---- the stage-start hook ---------------------------------------------------------------------------------------
 def test_stage_start_hooks_run_on_their_threads_before_any_stage_takes_an_item():
     events: list = []
@@ -420,3 +445,16 @@ def test_a_failing_start_hook_stops_the_pipeline_and_is_raised():
     with pytest.raises(RuntimeError, match="capture failed"):
         pipe.raise_errors()
     assert taken == []  # the source stage never ran: every stage waits for all hooks
+
+
+def test_start_returns_on_the_callers_stop_while_a_hook_still_works():
+    release, stop = threading.Event(), threading.Event()
+    pipe = Pipeline()
+    out = Handoff(False, name="out")
+    pipe.stage("model", lambda x: x, Handoff(False, name="in"), out, on_start=release.wait)
+    stop.set()  # e.g. Ctrl-C during a long compile
+    pipe.start(stop)  # must not wait for the hook
+    assert pipe.stop.is_set() and not release.is_set()
+    release.set()
+    assert out.get(threading.Event(), timeout=5) is END  # the stage ends without taking an item
+    pipe.join()

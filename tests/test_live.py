@@ -352,9 +352,11 @@ def test_subcommands(capsys):
 def test_dry_run_prints_config(capsys, tmp_path):
     face = tmp_path / "face.png"
     cv2.imwrite(str(face), np.full((32, 32, 3), 128, np.uint8))
-    assert main(["--source", str(face), "--dry-run", "--size", "640x360", "--motion-power", "1.5"]) == 0
+    assert main(["--source", str(face), "--dry-run", "--size", "640x360", "--motion-power", "1.5", "--reference",
+                 "landmarks"]) == 0
     out = capsys.readouterr().out
     assert "output.size = [640, 360]" in out and "motion.motion_power = 1.5" in out and "model.backend = auto" in out
+    assert "motion.reference = landmarks" in out
     with pytest.raises(SystemExit) as e:
         main(["--source", str(face), "--motion-power", "3"])
     assert e.value.code == 2

@@ -1131,3 +1131,19 @@ def test_eval_run_record_read_back_is_checked(inputs, tmp_path):
         with pytest.raises(UserError, match=needle):
             run_evaluation(cfg, log=lambda s: None)
         assert (out / "run.json").read_bytes() == content  # the user's folder is left as it was
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--iters", str(10 ** 30), "--iters 1000000000000000000000000000000 is outside [1, 1e+09]"),
+    ("--workers", "100000", "--workers 100000 is outside [0, "),
+    ("--lr", "1e300", "--lr 1e+300 is outside [0, 10]"),
+    ("--size", str(2 ** 20), "size must be a power of two in [64, 2048]"),
+    ("--style-dim", str(10 ** 9), "<= style_dim (1000000000) <= 4096"),
+    ("--channel-div", str(10 ** 9), "channel_div in [1, 512]"),
+])
+def test_training_numbers_have_ranges(tmp_path, flag, value, needle, capsys):
+    from train.run import main
+
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err

@@ -464,3 +464,20 @@ def test_netem_40ms_rtt_1pct_loss(gen, faces, portrait_png, tmp_path):
     assert stats["frames"] == len(out.frames) >= 20 and rtt >= 40.0
     assert stats["latency_ms_mean"] <= rtt + 2 * 1000 / 15  # capture → send: the round trip + 2 frames at most
     assert out.gaps_ms().max() <= 200.0  # no stall
+
+
+def test_serve_on_a_busy_port_is_one_line_exit_2(gen, tmp_path, capsys):
+    from lia_live.cli.live import main
+    from lia_live.model.checkpoint import save_generator
+
+    ckpt = save_generator(gen, tmp_path / "tiny.safetensors")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = main(["serve", "--checkpoint", str(ckpt), "--device", "cpu", "--backend", "eager", "--port", str(port),
+                   "--token", TOKEN])
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if "error" in ln]
+    assert rc == 2 and captured.out == "" and len(errors) == 1
+    assert errors[0] == f"lia-live: error: cannot listen on 127.0.0.1:{port}: Address already in use"

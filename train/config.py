@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -146,6 +147,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
+        for name, (lo, hi) in UPPER_LIMITS.items():  # every number has a range: no 10**30 iterations or workers
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise UserError(f"--{name.replace('_', '-')} {v} is outside [{lo:g}, {hi:g}]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists for tuples), so it is JSON- and ``weights_only``-safe."""
@@ -158,6 +163,16 @@ class TrainConfig:
         return {**self.to_dict(), "derived": {"g_lr": self.g_lr, "g_betas": list(self.g_betas),
                                               "d_lr": self.d_lr, "d_betas": list(self.d_betas)}}
 
+
+# the ranges of the numbers the checks above bound from one side only (or not at all)
+UPPER_LIMITS: dict[str, tuple[float, float]] = {
+    "batch_size": (1, 65536), "accum": (1, 1024), "iters": (1, 10**9), "lr": (0, 10), "g_reg_every": (1, 10**6),
+    "d_reg_every": (1, 10**6), "d_channel_div": (1, 64), "stddev_group": (1, 64), "r1": (0, 1e6),
+    "l1_weight": (0, 1e6), "vgg_weight": (0, 1e6), "gan_weight": (0, 1e6), "flow_weight": (0, 1e6),
+    "mask_weight": (0, 1e6), "rigid_pairs": (0, 65536), "crop": (0, 8192), "seed": (0, 2**32 - 1),
+    "workers": (0, max(64, 4 * (os.cpu_count() or 1))), "max_minutes": (0, 10**7), "save_every": (1, 10**9),
+    "keep": (1, 10**6), "log_every": (1, 10**9), "image_every": (1, 10**9),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # VoxCeleb (FOMM 256): no augmentation.

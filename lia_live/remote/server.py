@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 import ssl
 import threading
@@ -278,6 +279,9 @@ def serve_forever(server: RemoteServer, announce: Callable[[str, int], None]) ->
     started = time.perf_counter()
     try:
         asyncio.run(main())
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise UserError(f"cannot listen on {server.cfg.host}:{server.cfg.port}: {why}") from None
     finally:
         server.worker.close()
-        log(f"stopped after {time.perf_counter() - started:.0f} s")
+    log(f"stopped after {time.perf_counter() - started:.0f} s")
