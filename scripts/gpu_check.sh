@@ -12,7 +12,7 @@
 #   env 10           the machine: GPU, driver, Python, torch, CUDA
 #   prepare 15       a seeded official-shape checkpoint (.pt) and, without the real clip, a generated frame folder
 #   bench 60         model step per backend: cudagraph, eager; fp16/fp32; batch 1, 8, 32 (tensorrt is left out: its
-#                    engine builds take minutes; build them first with scripts/build_engines.py, then bench them)
+#                    engine builds take minutes; build them first with lia-live engines build, then bench them)
 #   live-paste 40    the live loop, pipelined, paste-back compose: 300 generated 640x480 frames -> 1280x720
 #   live-serial 15   the same stages one after another (what running them concurrently gains)
 #   animate 35       offline: lia-animate, batch 8, PNG frames out

@@ -267,28 +267,39 @@ def test_compiled_model_is_warmed_up_and_called_on_one_thread(tmp_path, tiny_gen
     assert len(set(threads)) == 1 and threads[0] != threading.get_ident()  # all on the model stage's thread
 
 
-def test_compiled_cuda_graphs_refuse_a_second_thread(tiny_generator, monkeypatch):
+def test_compiled_cuda_graph_calls_all_run_on_the_backends_own_thread(tmp_path, tiny_generator, monkeypatch):
+    """Whoever calls — two live sessions with the same animator (two model-stage threads, as the control panel's
+    Stop/Start makes), the main thread, another thread — the compiled code runs on one thread, in the caller's
+    autograd mode, and its errors reach the caller."""
     from lia_live.backends import compiled
 
-    monkeypatch.setattr(compiled.torch, "compile", lambda module, **kw: module)
-    backend = compiled.CompileBackend(tiny_generator, device="cpu", mode="default", cache=False)
-    backend._cudagraphs = True  # what reduce-overhead sets on CUDA
-    monkeypatch.setattr(compiled.torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    calls: list = []
+
+    def fake_compile(module, **kw):
+        def run(*xs):
+            calls.append((threading.get_ident(), torch.is_inference_mode_enabled()))
+            return module(*xs)
+        return run
+
+    monkeypatch.setattr(compiled.torch, "compile", fake_compile)
+    backend = compiled.CompileBackend(tiny_generator, device="cpu", mode="default", cache=False, one_thread=True)
+    anim = Animator(backend)
+    for _ in range(2):
+        stats, _ = _run_live(tmp_path, anim, n=3)
+        assert stats["frames"] == 3
+    live = len(calls)
+    assert live == 2 * 2 * (backend.warmup_calls + 3)  # two sessions: warm-up + 3 frames, motion + synthesis
     img = torch.zeros(1, 3, 64, 64)
-    backend.encode_motion(img)  # this thread owns the graphs now
-    errors = []
-
-    def other():
-        try:
-            backend.encode_motion(img)
-        except RuntimeError as e:
-            errors.append(str(e))
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    assert len(errors) == 1 and "another thread than its first call" in errors[0]
-    backend.encode_motion(img)  # the owner still may
+    with torch.no_grad():
+        backend.encode_motion(img)
+    other = threading.Thread(target=lambda: backend.encode_motion(img))
+    other.start()
+    other.join()
+    assert {t for t, _ in calls} == {backend.worker.thread.ident} != {threading.get_ident()}
+    assert all(inference for _, inference in calls[:live]) and not calls[live][1]  # the caller's mode
+    monkeypatch.setattr(backend, "_motion", lambda x: (_ for _ in ()).throw(ValueError("inside the graph")))
+    with pytest.raises(ValueError, match="inside the graph"):
+        backend.encode_motion(img)
 
 
 # ---- 7. source features copied only when the source changes --------------------------------------------------
