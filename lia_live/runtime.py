@@ -94,6 +94,15 @@ def resolve_device(name: str) -> str:
     raise UserError(f"unsupported device {name!r}; use {DEVICES_HELP}")
 
 
+def model_device(cfg: ModelConfig) -> str:
+    """The device a model config runs on (:func:`resolve_device`), with its CPU thread count applied."""
+    import torch
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    return resolve_device(cfg.device)
+
+
 def demo_checkpoint() -> Path | None:
     """The small pipeline-demo generator shipped inside the package, if present."""
     p = Path(__file__).resolve().parent / "assets" / "demo_generator.safetensors"
@@ -133,7 +142,7 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     from .backends import parse_backend_options, resolve_backend_name
     from .model.checkpoint import load_generator
 
-    device = resolve_device(cfg.device)
+    device = model_device(cfg)
     ckpt = resolve_checkpoint(cfg.checkpoint)
     backend = resolve_backend_name(cfg.backend, device)
     gen = load_generator(ckpt, device=device)

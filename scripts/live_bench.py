@@ -21,9 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 MODEL_STAGES = ("motion", "synthesis")
 
 
@@ -38,6 +35,23 @@ class NullOutput:
 
     def close(self) -> None:
         pass
+
+
+class CountingVirtualCamera(NullOutput):
+    """A pyvirtualcam backend that counts frames and drops them (``--sink vcam``: the real vcam code path)."""
+
+    instances: list[CountingVirtualCamera] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        super().__init__()
+        self.width, self.height, self.fps, self.fourcc, self._device = width, height, fps, fourcc, device or "fake0"
+        CountingVirtualCamera.instances.append(self)
+
+    def device(self) -> str:
+        return self._device
+
+    def native_fourcc(self):
+        return self.fourcc
 
 
 def portrait(path: str | None):
@@ -139,10 +153,10 @@ def main(argv=None) -> int:
         run = {"stats_every": 0, "pipeline": not a.serial}
         out = {"size": (out_w, out_h), "compose": a.compose, "vcam": a.sink == "vcam", "vcam_backend": "fake"}
         if a.sink == "vcam":
-            sys.path.insert(0, str(ROOT / "tests"))
-            from livedata import register_fake_vcam
+            import pyvirtualcam  # optional: only this sink needs it
 
-            fake = register_fake_vcam()
+            pyvirtualcam.register_backend("fake", CountingVirtualCamera)
+            fake = CountingVirtualCamera
         elif a.sink == "mp4":
             out["output"] = Path(d) / "out.mp4"
         else:

@@ -6,6 +6,7 @@ remote animator. Security cases talk to the server with a raw WebSocket (or raw 
 
 import socket
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -141,6 +142,21 @@ def test_wrong_token_and_full_server_are_one_line_user_errors(gen):
         with pytest.raises(UserError, match="maximum of clients"):
             RemoteAnimator(address(server), TOKEN)
         first.close()
+        assert _until(lambda: server.connections == 0)
+        with connect(f"ws://{address(server)}"):  # a connection that has not said hello yet counts too
+            assert _until(lambda: server.connections == 1)
+            with pytest.raises(UserError, match="maximum of clients"):
+                RemoteAnimator(address(server), TOKEN)
+
+
+def _until(cond, limit: float = 10.0) -> bool:
+    """Poll ``cond`` until it holds (True) or ``limit`` seconds pass (False)."""
+    end = time.perf_counter() + limit
+    while not cond():
+        if time.perf_counter() > end:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_cli_wrong_token_exits_2_with_one_line(gen, portrait_png, tmp_path, capsys):
@@ -259,7 +275,6 @@ def _start_server(ckpt, port: int, extra=(), prefix=()):
 def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys):
     """SIGKILL the server mid-run, start it again on the same port: the client never crashes, no output frame
     is black (the last animated frame is held), it says so once, reconnects by itself and animates again."""
-    import time
 
     from remotedata import PacedCapture
 
@@ -273,13 +288,8 @@ def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path,
     marks: dict = {}
     procs = [proc]
 
-    def until(cond, limit: float = 60.0) -> bool:
-        end = time.perf_counter() + limit
-        while not cond():
-            if time.perf_counter() > end:
-                return False
-            time.sleep(0.01)
-        return True
+    def until(cond) -> bool:
+        return _until(cond, 60.0)
 
     def chaos() -> None:
         try:

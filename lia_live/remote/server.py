@@ -71,6 +71,7 @@ class RemoteServer:
         self.ssl = server_ssl(cfg)
         self.worker = ModelWorker(anim, cfg.batch_window / 1000.0, cfg.max_batch)
         self.sessions: set[Session] = set()
+        self.connections = 0  # open connections, with or without a session yet (the event loop's thread only)
         self.worker.watch(self.sessions)
         self.basis = anim.basis.float().cpu().numpy().astype(np.float32)  # (D, M)
         self.motion_dim = int(self.basis.shape[1])
@@ -133,10 +134,11 @@ class RemoteServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = _peer(ws)
-        if len(self.sessions) >= self.cfg.max_clients:
+        if self.connections >= self.cfg.max_clients:  # connections that have not said hello yet count too
             log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
             await ws.close(FULL_CLOSE, "server full")
             return
+        self.connections += 1
         session: Session | None = None
         try:
             session = await self._hello(ws, peer)
@@ -168,6 +170,7 @@ class RemoteServer:
             log(f"dropped {peer}: {type(e).__name__}: {e}")
             await ws.close(1011, "server error")
         finally:
+            self.connections -= 1
             if session is not None:
                 self.sessions.discard(session)
 
@@ -215,7 +218,7 @@ class RemoteServer:
     def _select(self, s: Session, header: dict) -> None:
         src = header.get("source")
         if src is not None:
-            if not isinstance(src, int) or src not in s.sources:
+            if not isinstance(src, int) or isinstance(src, bool) or src not in s.sources:
                 raise ProtocolError(f"unknown source id {src!r}")
             s.source = src
         m = self.motion_dim
