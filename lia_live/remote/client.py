@@ -134,18 +134,25 @@ class RemoteAnimator:
         if header["t"] != "welcome":
             conn.close()
             raise _Refused(close_reason(self.uri, TOKEN_CLOSE if header.get("code") == "token" else None))
-        m, d = int(header["motion_dim"]), int(header["latent_dim"])
-        header["basis"] = torch.from_numpy(np.frombuffer(payload, np.float32).copy().reshape(d, m))
+        try:
+            m, d = int(header["motion_dim"]), int(header["latent_dim"])
+            header["basis"] = torch.from_numpy(np.frombuffer(payload, np.float32).copy().reshape(d, m))
+            int(header["size"])
+        except (KeyError, TypeError, ValueError):
+            conn.close()
+            raise _Refused(f"{self.uri} answered, but not as a lia-live server") from None
         return conn, str(header["session"]), header
 
     def close(self) -> None:
         self._closed.set()
+        if self._reconnecting is not None:
+            self._reconnecting.join(timeout=10)
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-        if self._reconnecting is not None:
-            self._reconnecting.join(timeout=5)
+            fresh, self._fresh = self._fresh, None
+        for c in (conn, fresh[0] if fresh else None):
+            if c is not None:
+                c.close()
 
     def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes] | None:
         """One round trip on the current connection; None (and reconnection) when the server is gone."""

@@ -218,7 +218,7 @@ class RemoteServer:
     def _select(self, s: Session, header: dict) -> None:
         src = header.get("source")
         if src is not None:
-            if not isinstance(src, int) or src not in s.sources:
+            if not isinstance(src, int) or isinstance(src, bool) or src not in s.sources:
                 raise ProtocolError(f"unknown source id {src!r}")
             s.source = src
         m = self.motion_dim
