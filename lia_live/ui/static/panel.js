@@ -214,7 +214,8 @@ function connect() {
       onStatus(JSON.parse(ev.data));
       if (first) { first = false; loadCameras(); }
     } else {
-      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true));
+      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true))
+        .finally(() => { if (ws.readyState === WebSocket.OPEN) ws.send("ack"); });  // ready for the next
     }
   };
   ws.onclose = () => {
