@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/lia-live bench
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,7 +17,7 @@ from .backends import Backend, SourceState, create_backend
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .model import Generator
-from .runtime import synchronize
+from .runtime import device_context, synchronize
 
 _OWN = object()  # sentinel: use the animator's own reference
 
@@ -107,9 +107,11 @@ class Animator:
         device: ``torch.compile``'s CUDA-graph trees keep per-thread state in torch 2.11 (a warm-up on one
         thread and calls from another fail: pytorch/pytorch#123177), and a CUDA-graph capture is best made
         while nothing else runs. The device-wide synchronisation makes the source and the model copies,
-        built on the caller's default stream, visible to the stages' own streams.
+        built on the caller's default stream, visible to the stages' own streams. All of it runs inside
+        ``torch.cuda.device(device)``: the current device is per thread (``--device cuda:1``).
         """
-        self.backend.warmup()
+        with device_context(self.device):
+            self.backend.warmup()
         synchronize(self.device)
 
     def step_tensor(self, img: torch.Tensor) -> torch.Tensor:

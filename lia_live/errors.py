@@ -2,8 +2,8 @@
 
 Library code names a setting in a message as ``«setting_name»`` (the config field). ``str(error)`` shows the
 setting's name (what a Python caller passes); a command-line tool shows its flag instead
-(``error.render(flag)`` with ``«source_crop»`` → ``--source-crop``), so runtime code never needs to know
-which flags exist.
+(``error.render(as_flag)``: ``«source_crop»`` → ``--source-crop``, ``«pipeline»`` → ``--serial``), so runtime
+code never needs to know which flags exist.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_SETTING = re.compile(r"«([a-z_]+)»")
+from .settings import flag_for
+
+_SETTING = re.compile(r"«([a-z_.]+)»")
 
 
 def as_flag(name: str) -> str:
-    """The command-line spelling of a setting: ``source_crop`` → ``--source-crop``."""
-    return "--" + name.replace("_", "-")
+    """The command-line spelling of a setting, as its config field declares it (:func:`settings.flag_for`)."""
+    return flag_for(name)
 
 
 def render_flags(text: str) -> str:

@@ -7,6 +7,9 @@ names a program itself, so a message from shared code reads right in every tool.
 from __future__ import annotations
 
 import sys
+from typing import Any
+
+from tqdm import tqdm
 
 from .errors import UserError, as_flag
 
@@ -38,3 +41,10 @@ def log(msg: str) -> None:
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``plural(1, "frame")`` → "1 frame"; ``plural(3, "frame")`` → "3 frames"."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "frame", enabled: bool = True, initial: int = 0) -> Any:
+    """The one progress bar of every tool (on stderr; ``enabled=False``: a silent stand-in with the same
+    methods: ``update``, ``set_postfix``, ``set_postfix_str``, ``close``)."""
+    return tqdm(total=total or None, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=not enabled)

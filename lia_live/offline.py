@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,29 +28,31 @@ from .backends import default_batch_size
 from .errors import UserError
 from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
-from .log import log, plural
+from .log import log, plural, progress_bar
 from .motion import MotionArgs, MotionController
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
+from .settings import AnimateConfig
 from .signals import Stopper
 from .templates import MotionRecorder, load_template
 from .tracking import FaceCropper, crop_portrait
 
 
-def _progress(it: Iterable, total: int | None, enabled: bool, desc: str):
-    if not enabled:
-        return it
-    from tqdm import tqdm  # only a run that shows a progress bar needs it
-
-    return tqdm(it, total=total or None, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
+def center_square(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image (a view; the image itself when square): what ``none`` means for
+    «crop» and «source_crop» in every tool."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top:top + side, left:left + side]
 
 
 def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict | None = None
                  ) -> Iterator[np.ndarray]:
     """Driving frames cropped around the tracked face (``mode`` auto); ``faces`` counts "frames" and "found"."""
     if mode == "none":
-        yield from frames
+        yield from (center_square(f) for f in frames)
         return
     cropper = FaceCropper(out_size=size)
     faces = faces if faces is not None else {}
@@ -67,7 +68,7 @@ def _crop_stream(frames: Iterator[np.ndarray], mode: str, size: int, faces: dict
 
 def crop_source(image: np.ndarray, mode: str, size: int, name: str = "source") -> np.ndarray:
     if mode == "none":
-        return image
+        return center_square(image)
     return crop_portrait(image, size, name=name)
 
 
@@ -254,7 +255,7 @@ class AnimateResult:
     truncated_input: bool = False
 
 
-def _open_output(cfg, drive, template):
+def _open_output(cfg: AnimateConfig, drive, template):
     """The writer of ``cfg.output``: at the driving video's fps (with its audio), the template's, or 10."""
     if drive is None:
         fps = cfg.fps or (template.fps if template is not None else 10.0)
@@ -263,7 +264,7 @@ def _open_output(cfg, drive, template):
                        overwrite=cfg.overwrite)
 
 
-def _frames_for(cfg, anim: Animator, portrait: np.ndarray, template, drive, batch: int, recorder,
+def _frames_for(cfg: AnimateConfig, anim: Animator, portrait: np.ndarray, template, drive, batch: int, recorder,
                 faces: dict) -> tuple[Iterator[np.ndarray], int]:
     """The output frames of the chosen mode (manipulation, template replay, driving video) and their count."""
     if cfg.manipulate is not None:
@@ -272,19 +273,19 @@ def _frames_for(cfg, anim: Animator, portrait: np.ndarray, template, drive, batc
         return replay_template(anim, template, batch, cfg.max_frames), min(len(template),
                                                                           cfg.max_frames or len(template))
     total = min(len(drive), cfg.max_frames) if cfg.max_frames else len(drive)
-    plan = DrivePlan(cfg.mode, getattr(cfg, "reference", "first"), cfg.motion_power)
-    return animate_video(anim, _crop_stream(iter(drive), cfg.crop, anim.size, faces), plan, batch,
+    plan = DrivePlan(cfg.motion.mode, cfg.motion.reference, cfg.motion.motion_power)
+    return animate_video(anim, _crop_stream(iter(drive), cfg.motion.crop, anim.size, faces), plan, batch,
                          cfg.max_frames, recorder, portrait), total
 
 
-def _no_face_error(cfg, faces: dict) -> UserError | None:
+def _no_face_error(cfg: AnimateConfig, faces: dict) -> UserError | None:
     if faces.get("frames") and not faces.get("found"):
         return UserError(f"no face found in any of the {plural(faces['frames'], 'frame')} of {cfg.driving} "
                          "(«crop» auto), so there is no motion to follow; nothing was written")
     return None
 
 
-def run_animate(cfg) -> AnimateResult:
+def run_animate(cfg: AnimateConfig) -> AnimateResult:
     """Run ``lia-animate``.
 
     Inputs and the output path are checked before the model is loaded, so a typo fails at once. The output
@@ -294,8 +295,10 @@ def run_animate(cfg) -> AnimateResult:
     taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
     source = read_image(cfg.source, "source image")
-    template = load_template(cfg.motion, cfg.max_frames) if getattr(cfg, "motion", None) else None
-    drive = None if (cfg.manipulate is not None or template is not None) else open_frames(cfg.driving, cfg.fps)
+    template = load_template(cfg.template, cfg.max_frames) if cfg.template is not None else None
+    drive = None
+    if cfg.manipulate is None and template is None and cfg.driving is not None:
+        drive = open_frames(cfg.driving, cfg.fps)
     writer = _open_output(cfg, drive, template)
     encoder: BackgroundSink | None = None
     recorder = None
@@ -303,18 +306,20 @@ def run_animate(cfg) -> AnimateResult:
     stopper = Stopper("finishing the current frame and writing what was rendered (Ctrl-C again: keep nothing)")
     try:
         with stopper:  # held until every file is in place: a signal while finalising cannot cut a write
-            anim = make_animator(cfg.model, cfg.motion_power)
-            batch = getattr(cfg, "batch_size", None) or default_batch_size(anim.device, anim.backend.name)
-            portrait = crop_source(source, cfg.source_crop, anim.size, str(cfg.source))
+            anim = make_animator(cfg.model, cfg.motion.motion_power)
+            batch = cfg.batch_size or default_batch_size(anim.device, anim.backend.name)
+            portrait = crop_source(source, cfg.motion.source_crop, anim.size, str(cfg.source))
             anim.set_source(portrait)
-            if getattr(cfg, "record_motion", None) and drive is not None:
+            if cfg.record_motion is not None and drive is not None:
                 recorder = MotionRecorder(anim, fps=cfg.fps or drive.fps)
             frames, total = _frames_for(cfg, anim, portrait, template, drive, batch, recorder, faces)
             encoder = BackgroundSink(writer.write, "encode")  # encoding off the model's thread
-            for out in _progress(frames, total, cfg.progress, "lia-animate"):
-                encoder.put(out)
-                if stopper.requested:
-                    break
+            with progress_bar(total, "lia-animate", enabled=cfg.progress) as bar:
+                for out in frames:
+                    encoder.put(out)
+                    bar.update(1)
+                    if stopper.requested:
+                        break
             getattr(frames, "close", lambda: None)()  # stops the decode thread of an unfinished video
             encoder.finish()
             if writer.frames == 0:
@@ -326,7 +331,7 @@ def run_animate(cfg) -> AnimateResult:
             if no_face is not None:
                 raise no_face
             path = writer.close()
-            if recorder is not None and recorder.frames:
+            if recorder is not None and recorder.frames and cfg.record_motion is not None:
                 recorder.truncate(writer.frames)  # motion is recorded a batch ahead: keep the frames written
                 recorder.save(cfg.record_motion)
                 log(f"motion recorded: {cfg.record_motion} ({plural(recorder.frames, 'frame')})")
@@ -338,5 +343,5 @@ def run_animate(cfg) -> AnimateResult:
     return AnimateResult(writer.frames, path, stopper.exit_code, bool(drive is not None and drive.truncated))
 
 
-__all__ = ["DrivePlan", "VideoDriver", "animate_video", "crop_source", "render_args",
+__all__ = ["DrivePlan", "VideoDriver", "animate_video", "center_square", "crop_source", "render_args",
            "replay_template", "run_animate", "run_manipulation"]

@@ -139,13 +139,16 @@ class Pipeline:
             self.errors.append(error)
         self.stop.set()
 
-    def start(self) -> None:
-        """Start every stage; return once each has run its ``on_start`` (the stages then take items)."""
+    def start(self, stop: threading.Event | None = None) -> None:
+        """Start every stage; return once each has run its ``on_start`` (the stages then take items), or
+        as soon as ``stop`` (the caller's: Ctrl-C, a window closed) is set — the pipeline then stops too."""
         for t in self.threads:
             t.start()
         for t in self.threads:
             while not t.ready.wait(0.1):
-                pass
+                if stop is not None and stop.is_set():
+                    self.stop.set()
+                    break
         self.go.set()
 
     def raise_errors(self) -> None:

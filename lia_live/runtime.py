@@ -6,6 +6,7 @@ call these, and none of them knows the command line exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,17 @@ def same_device(a: str | torch.device, b: str | torch.device) -> bool:
     return canonical_device(a) == canonical_device(b)
 
 
+def device_context(device: str | torch.device) -> contextlib.AbstractContextManager:
+    """``torch.cuda.device(device)`` for a CUDA device (the current device is per thread and defaults to
+    cuda:0: streams, captures and compilation must see ``--device cuda:1``), else a no-op."""
+    dev = canonical_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        return torch.cuda.device(dev)
+    return contextlib.nullcontext()
+
+
 def synchronize(device: str | torch.device) -> None:
     """Wait until all work queued on ``device`` (every stream) is done; nothing to wait for on a CPU.
 
@@ -80,6 +92,15 @@ def resolve_device(name: str) -> str:
             raise UserError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return f"cuda:{index}"
     raise UserError(f"unsupported device {name!r}; use {DEVICES_HELP}")
+
+
+def model_device(cfg: ModelConfig) -> str:
+    """The device a model config runs on (:func:`resolve_device`), with its CPU thread count applied."""
+    import torch
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    return resolve_device(cfg.device)
 
 
 def demo_checkpoint() -> Path | None:
@@ -121,7 +142,7 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     from .backends import parse_backend_options, resolve_backend_name
     from .model.checkpoint import load_generator
 
-    device = resolve_device(cfg.device)
+    device = model_device(cfg)
     ckpt = resolve_checkpoint(cfg.checkpoint)
     backend = resolve_backend_name(cfg.backend, device)
     gen = load_generator(ckpt, device=device)

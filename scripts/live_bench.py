@@ -21,9 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 MODEL_STAGES = ("motion", "synthesis")
 
 
@@ -38,6 +35,23 @@ class NullOutput:
 
     def close(self) -> None:
         pass
+
+
+class CountingVirtualCamera(NullOutput):
+    """A pyvirtualcam backend that counts frames and drops them (``--sink vcam``: the real vcam code path)."""
+
+    instances: list[CountingVirtualCamera] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        super().__init__()
+        self.width, self.height, self.fps, self.fourcc, self._device = width, height, fps, fourcc, device or "fake0"
+        CountingVirtualCamera.instances.append(self)
+
+    def device(self) -> str:
+        return self._device
+
+    def native_fourcc(self):
+        return self.fourcc
 
 
 def portrait(path: str | None):
@@ -88,7 +102,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--checkpoint", default="seeded256",
-                   help="a checkpoint file, 'demo' (the bundled model) or 'seeded256' (random official-shape weights)")
+                   help="a checkpoint file, 'demo' (the bundled model) or 'seeded256' (the benchmark's seeded "
+                        "official-shape weights: image-like outputs, so reduced-precision checks mean something)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default=None)
@@ -110,9 +125,10 @@ def main(argv=None) -> int:
 
     from lia_live.animator import Animator
     from lia_live.backends import parse_backend_options
+    from lia_live.bench import seeded_generator
     from lia_live.capture import FileCapture
     from lia_live.live import run_live
-    from lia_live.model import Generator
+    from lia_live.model import GeneratorConfig
     from lia_live.model.checkpoint import load_generator
     from lia_live.runtime import demo_checkpoint, resolve_device
     from lia_live.settings import LiveConfig
@@ -121,8 +137,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     if a.checkpoint == "seeded256":
-        torch.manual_seed(0)
-        gen = Generator(256).eval().to(device)
+        gen = seeded_generator(GeneratorConfig(size=256)).to(device)
     else:
         gen = load_generator(demo_checkpoint() if a.checkpoint == "demo" else a.checkpoint, device=device)
     anim = Animator(gen, backend=a.backend, device=device, precision=a.precision,
@@ -138,10 +153,10 @@ def main(argv=None) -> int:
         run = {"stats_every": 0, "pipeline": not a.serial}
         out = {"size": (out_w, out_h), "compose": a.compose, "vcam": a.sink == "vcam", "vcam_backend": "fake"}
         if a.sink == "vcam":
-            sys.path.insert(0, str(ROOT / "tests"))
-            from livedata import register_fake_vcam
+            import pyvirtualcam  # optional: only this sink needs it
 
-            fake = register_fake_vcam()
+            pyvirtualcam.register_backend("fake", CountingVirtualCamera)
+            fake = CountingVirtualCamera
         elif a.sink == "mp4":
             out["output"] = Path(d) / "out.mp4"
         else:

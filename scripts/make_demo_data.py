@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-clips", type=int, default=4, help="test clips")
     p.add_argument("--frames", type=int, default=40, help="frames per clip")
     p.add_argument("--pictures", default="astronaut", help="comma list of astronaut, chelsea, coffee")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from lia_live.cli.common import float_range
+    from lia_live.options import float_range
 
     p.add_argument("--strength", type=float_range(0, 10), default=1.0, help="motion amplitude multiplier")
     p.add_argument("--seed", type=int, default=0)

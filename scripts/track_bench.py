@@ -31,10 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from lia_live import mp_models  # noqa: E402
-from lia_live.tracking import (  # noqa: E402
+from lia_live import mp_models
+from lia_live.tracking import (
     FULL_SCALE,
     FULL_SHIFT,
     CropBox,

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 ASSET = ROOT / "lia_live" / "assets" / "demo_generator.safetensors"
 MAX_BYTES = 25 * 1024 * 1024
@@ -148,7 +146,8 @@ def eval_clips(folder: Path) -> dict[str, Path]:
 def curve(run: Path, clips: dict[str, Path], every: int = 1000) -> list[dict]:
     """lia-eval (same identity, all metrics) of every ``every``-th iteration's checkpoint on each clip, and the
     newest one, with the training loss of the 100 iterations before it."""
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
     from train.checkpoints import list_checkpoints
 
     losses = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines() if line.strip()]
@@ -161,8 +160,8 @@ def curve(run: Path, clips: dict[str, Path], every: int = 1000) -> list[dict]:
         near = [r for r in losses if it - 100 < r["iter"] <= it]
         row = {"iter": it, "train_l1": sum(r["l1"] for r in near) / max(len(near), 1)}
         for name, root in clips.items():
-            cfg = EvalConfig(checkpoint=ckpt, data=root, out=run / "curve" / f"{it}-{name}", domain="face",
-                             device="cpu", progress=False)
+            cfg = EvalConfig(model=ModelConfig(checkpoint=ckpt, device="cpu"), data=root,
+                             out=run / "curve" / f"{it}-{name}", domain="face", progress=False)
             res = run_evaluation(cfg, log=lambda _msg: None)["overall"]
             for metric in ("l1", "lpips", "aed", "akd", "akd_fail"):
                 row[f"{name}_{metric}"] = res.get(metric)
@@ -197,7 +196,7 @@ def export(run: Path, asset: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train and export the bundled pipeline-demo generator.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from lia_live.cli.common import float_range
+    from lia_live.options import float_range
 
     p.add_argument("--recipe", choices=tuple(STAGES), default="v4",
                    help="v1: L1 only; v2: + perceptual loss; v3: + rigid pairs with flow and mask terms; "

@@ -26,7 +26,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -34,13 +33,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 def make_inputs(d: Path) -> tuple[Path, Path]:
     import cv2
-    from livedata import make_scene
-    from media import write_video
+    from make_demo_data import write_clip_video  # scripts/ is this script's own folder
     from skimage import data
 
     face = data.astronaut()
     cv2.imwrite(str(d / "portrait.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    write_video(d / "clip.mp4", make_scene(face, n=150, gaps=()).frames(), 30.0)
+    write_clip_video(d / "clip.mp4", "demo", 150, 30)  # make demo's webcam-like 640x480 clip
     return d / "portrait.png", d / "clip.mp4"
 
 

@@ -1,13 +1,7 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from reference import reference_arrays, seeded_params  # noqa: E402
+from reference import reference_arrays, seeded_params  # tests/ is on sys.path (pytest's rootdir conftest)
 
 
 @pytest.fixture(scope="session", autouse=True)

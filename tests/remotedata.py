@@ -71,13 +71,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class PacedCapture(Capture):
-    """Frames from a list, cycled, one per ``period`` seconds (like a camera) until :meth:`end` is called."""
+    """Frames from a list, cycled, one per ``period`` seconds until :meth:`end` is called; ``live``: like a
+    camera (the pipeline keeps only the newest frame), else like a file (every frame, in order)."""
 
     live = False
     name = "paced"
 
-    def __init__(self, frames: list[np.ndarray], period: float = 0.015):
-        self.frames, self.period = frames, period
+    def __init__(self, frames: list[np.ndarray], period: float = 0.015, live: bool = False):
+        self.frames, self.period, self.live = frames, period, live
         self.index = 0
         self._end = False
         self._next = time.perf_counter()
@@ -100,3 +101,52 @@ class PacedCapture(Capture):
     @property
     def finished(self) -> bool:
         return self._end
+
+
+class TimedCollect:
+    """An output keeping every frame and when it was sent (for stalls between frames)."""
+
+    def __init__(self):
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+
+    def send(self, rgb: np.ndarray) -> None:
+        self.frames.append(rgb.copy())
+        self.times.append(time.perf_counter())
+
+    def close(self) -> None:
+        pass
+
+    def gaps_ms(self) -> np.ndarray:
+        return np.diff(np.asarray(self.times)) * 1e3
+
+
+@contextlib.contextmanager
+def netns_link(name: str, qdisc: list[str]):
+    """A network namespace ``name`` joined to this one by a veth pair (10.231.0.1 here, 10.231.0.2 there), with
+    ``tc qdisc add dev <end> root <qdisc...>`` on both ends. Yields the ``ip netns exec`` prefix; raises
+    OSError with the reason when namespaces or the qdisc cannot be made (the caller skips)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        raise OSError("no ip/tc commands")
+    here, there = f"{name}a", f"{name}b"
+    steps = [["ip", "netns", "add", name],
+             ["ip", "link", "add", here, "type", "veth", "peer", "name", there],
+             ["ip", "link", "set", there, "netns", name],
+             ["ip", "addr", "add", "10.231.0.1/24", "dev", here], ["ip", "link", "set", here, "up"],
+             ["ip", "netns", "exec", name, "ip", "addr", "add", "10.231.0.2/24", "dev", there],
+             ["ip", "netns", "exec", name, "ip", "link", "set", there, "up"],
+             ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+             ["tc", "qdisc", "add", "dev", here, "root", *qdisc],
+             ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", there, "root", *qdisc]]
+    try:
+        for cmd in steps:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise OSError(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
+        yield ["ip", "netns", "exec", name]
+    finally:
+        subprocess.run(["ip", "link", "del", here], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)

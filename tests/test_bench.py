@@ -1,5 +1,7 @@
-"""``lia-live bench`` / ``scripts/bench.py``: runs end to end on a tiny checkpoint and reports honestly."""
+"""``lia-live bench``: runs end to end on a tiny checkpoint and reports honestly."""
 
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -79,8 +81,9 @@ def test_default_combos_on_cpu():
 
 
 def test_bench_user_errors_exit_2(tiny_ckpt, capsys):
-    assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--frames", "0"]) == 2
-    assert "--frames must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a number out of range is a usage error at parse time
+        main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--frames", "0"])
+    assert e.value.code == 2 and "--frames: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--backends", "nope"]) == 2
     assert "unknown backend" in capsys.readouterr().err
     assert main(["--checkpoint", tiny_ckpt, "--device", "cpu", "--backend-option", "mode"]) == 2
@@ -102,10 +105,32 @@ def test_lia_live_bench_subcommand_runs_the_benchmark(tiny_ckpt, capsys):
     assert "--backend-option mode (freezing|" in out and "default --batch-size 1" in out
 
 
-def test_bench_script_is_a_thin_wrapper():
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--help"], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0 and "--naive-frames" in res.stdout and "--batch-sizes" in res.stdout
+def _help(main, *argv) -> str:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return buf.getvalue()
+
+
+def test_every_subcommand_has_help():
+    from lia_live.cli.live import SUBCOMMANDS
+    from lia_live.cli.live import main as live_main
+
+    assert {"backends", "bench", "convert", "engines", "serve"} <= set(SUBCOMMANDS)
+    for argv in [[name] for name in SUBCOMMANDS] + [["engines", "build"]]:
+        assert _help(live_main, *argv).startswith("usage: lia-live " + " ".join(argv)), argv
+    assert "--naive-frames" in _help(live_main, "bench") and "SRC" in _help(live_main, "convert")
+    assert "--engine-dir" in _help(live_main, "engines", "build")
+    assert "'lia-live convert'" in _help(live_main)  # the main help lists every subcommand
+
+
+def test_engines_build_refuses_a_backend_it_cannot_build(capsys):
+    from lia_live.cli.live import main as live_main
+
+    with pytest.raises(SystemExit) as e:
+        live_main(["engines", "build", "--backends", "eager"])
+    assert e.value.code == 2 and "unknown 'eager'; choose from tensorrt,onnxruntime" in capsys.readouterr().err
 
 
 def test_runtime_bench_does_not_import_the_cli():

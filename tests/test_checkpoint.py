@@ -156,14 +156,19 @@ def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
 
 
-def test_convert_script(tiny_generator, tmp_path):
+def test_convert_command(tiny_generator, tmp_path):
     src = official_like(tiny_generator, tmp_path / "vox.pt")
     out = tmp_path / "vox.safetensors"
-    r = run_cli("scripts/convert_checkpoint.py", str(src), str(out))
+    r = run_cli("-m", "lia_live.cli.live", "convert", str(src), str(out))
     assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"converted {src} → {out}: GeneratorConfig(size=64")
     assert same_weights(load_generator(out), tiny_generator)
-    again = run_cli("scripts/convert_checkpoint.py", str(src), str(out))
-    assert again.returncode == 2 and "already exists" in again.stderr
+    again = run_cli("-m", "lia_live.cli.live", "convert", str(src), str(out))
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"lia-live convert: error: output already exists: {out} (choose another name or allow --overwrite)"]
+    assert run_cli("-m", "lia_live.cli.live", "convert", str(src), str(out), "--overwrite").returncode == 0
+    bad = run_cli("-m", "lia_live.cli.live", "convert", str(src), str(tmp_path / "vox.bin"))
+    assert bad.returncode == 2 and "output must end in .safetensors or .pt, got vox.bin" in bad.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "evil"])

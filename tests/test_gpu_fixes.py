@@ -191,6 +191,34 @@ def test_capture_is_thread_local_and_on_the_inputs_device(monkeypatch):
     torch.testing.assert_close(out, x * 2)
 
 
+def test_warm_up_runs_inside_the_animators_cuda_device(monkeypatch, tiny_generator):
+    import lia_live.animator as animator_mod
+    from lia_live.runtime import device_context
+
+    entered = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: entered.append(d) or contextlib.nullcontext())
+    with device_context("cuda:1"):
+        pass
+    assert entered == [torch.device("cuda:1")]
+    with device_context("cpu:0"):
+        pass
+    assert entered == [torch.device("cuda:1")]  # no CUDA call for a CPU device
+    anim = Animator(tiny_generator)
+    calls = []
+    monkeypatch.setattr(anim.backend, "warmup", lambda: calls.append("warmup"))
+
+    @contextlib.contextmanager
+    def inside(d):
+        calls.append(("enter", d))
+        yield
+        calls.append(("exit", d))
+
+    monkeypatch.setattr(animator_mod, "device_context", inside)
+    monkeypatch.setattr(animator_mod, "synchronize", lambda d: calls.append(("sync", d)))
+    anim.warm_up()
+    assert calls == [("enter", anim.device), "warmup", ("exit", anim.device), ("sync", anim.device)]
+
+
 # ---- 2, 3, 5. warm-up before the stages take frames, on the thread that calls --------------------------------
 @pytest.mark.parametrize("pipeline", [True, False])
 def test_graphs_are_captured_before_the_first_frame_on_the_model_thread(tmp_path, tiny_generator, monkeypatch,
@@ -239,28 +267,39 @@ def test_compiled_model_is_warmed_up_and_called_on_one_thread(tmp_path, tiny_gen
     assert len(set(threads)) == 1 and threads[0] != threading.get_ident()  # all on the model stage's thread
 
 
-def test_compiled_cuda_graphs_refuse_a_second_thread(tiny_generator, monkeypatch):
+def test_compiled_cuda_graph_calls_all_run_on_the_backends_own_thread(tmp_path, tiny_generator, monkeypatch):
+    """Whoever calls — two live sessions with the same animator (two model-stage threads, as the control panel's
+    Stop/Start makes), the main thread, another thread — the compiled code runs on one thread, in the caller's
+    autograd mode, and its errors reach the caller."""
     from lia_live.backends import compiled
 
-    monkeypatch.setattr(compiled.torch, "compile", lambda module, **kw: module)
-    backend = compiled.CompileBackend(tiny_generator, device="cpu", mode="default", cache=False)
-    backend._cudagraphs = True  # what reduce-overhead sets on CUDA
-    monkeypatch.setattr(compiled.torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    calls: list = []
+
+    def fake_compile(module, **kw):
+        def run(*xs):
+            calls.append((threading.get_ident(), torch.is_inference_mode_enabled()))
+            return module(*xs)
+        return run
+
+    monkeypatch.setattr(compiled.torch, "compile", fake_compile)
+    backend = compiled.CompileBackend(tiny_generator, device="cpu", mode="default", cache=False, one_thread=True)
+    anim = Animator(backend)
+    for _ in range(2):
+        stats, _ = _run_live(tmp_path, anim, n=3)
+        assert stats["frames"] == 3
+    live = len(calls)
+    assert live == 2 * 2 * (backend.warmup_calls + 3)  # two sessions: warm-up + 3 frames, motion + synthesis
     img = torch.zeros(1, 3, 64, 64)
-    backend.encode_motion(img)  # this thread owns the graphs now
-    errors = []
-
-    def other():
-        try:
-            backend.encode_motion(img)
-        except RuntimeError as e:
-            errors.append(str(e))
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    assert len(errors) == 1 and "another thread than its first call" in errors[0]
-    backend.encode_motion(img)  # the owner still may
+    with torch.no_grad():
+        backend.encode_motion(img)
+    other = threading.Thread(target=lambda: backend.encode_motion(img))
+    other.start()
+    other.join()
+    assert {t for t, _ in calls} == {backend.worker.thread.ident} != {threading.get_ident()}
+    assert all(inference for _, inference in calls[:live]) and not calls[live][1]  # the caller's mode
+    monkeypatch.setattr(backend, "_motion", lambda x: (_ for _ in ()).throw(ValueError("inside the graph")))
+    with pytest.raises(ValueError, match="inside the graph"):
+        backend.encode_motion(img)
 
 
 # ---- 7. source features copied only when the source changes --------------------------------------------------
@@ -344,6 +383,31 @@ def test_fp16_modulated_conv_stays_finite_where_the_plain_form_overflows(upsampl
     assert float((got - want).norm() / want.norm()) < 2e-3  # fp16 rounding (2^-11 per value), no more
 
 
+# ---- a bare GPU machine: OpenCV, no PyAV ----------------------------------------------------------------------
+def test_videos_are_read_with_opencv_when_pyav_is_missing(tmp_path, monkeypatch):
+    import builtins
+
+    from lia_live.io.video import open_frames
+
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    frames = list(_frames(5))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    real_import = builtins.__import__
+
+    def no_av(name, *args, **kw):
+        if name == "av" or name.startswith("av."):
+            raise ImportError("No module named 'av'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_av)
+    got = list(open_frames(path))
+    assert len(got) == 5 and got[0].shape == (120, 160, 3)
+    assert np.abs(got[2].astype(int) - frames[2]).mean() < 8  # mp4v: lossy, but the same picture
+
+
 # ---- the stage-start hook ---------------------------------------------------------------------------------------
 def test_stage_start_hooks_run_on_their_threads_before_any_stage_takes_an_item():
     events: list = []
@@ -392,3 +456,16 @@ def test_a_failing_start_hook_stops_the_pipeline_and_is_raised():
     with pytest.raises(RuntimeError, match="capture failed"):
         pipe.raise_errors()
     assert taken == []  # the source stage never ran: every stage waits for all hooks
+
+
+def test_start_returns_on_the_callers_stop_while_a_hook_still_works():
+    release, stop = threading.Event(), threading.Event()
+    pipe = Pipeline()
+    out = Handoff(False, name="out")
+    pipe.stage("model", lambda x: x, Handoff(False, name="in"), out, on_start=release.wait)
+    stop.set()  # e.g. Ctrl-C during a long compile
+    pipe.start(stop)  # must not wait for the hook
+    assert pipe.stop.is_set() and not release.is_set()
+    release.set()
+    assert out.get(threading.Event(), timeout=5) is END  # the stage ends without taking an item
+    pipe.join()

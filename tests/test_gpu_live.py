@@ -35,7 +35,7 @@ def _frames(n=24, w=640, h=480):
     return out
 
 
-def _run(tmp_path, generator, device, frame_path, compose, pipeline=True):
+def _run(tmp_path, generator, device, frame_path, compose, pipeline=True, anim=None):
     from lia_live.animator import Animator
     from lia_live.capture import IterableCapture
     from lia_live.live import LiveConfig, run_live
@@ -47,7 +47,7 @@ def _run(tmp_path, generator, device, frame_path, compose, pipeline=True):
         motion={"crop": "none", "source_crop": "none"},
         output={"size": (640, 360), "vcam": False, "compose": compose},
         run={"stats_every": 0, "frame_path": frame_path, "pipeline": pipeline})
-    anim = Animator(generator.to(device), backend="eager", device=device, precision="fp32")
+    anim = anim or Animator(generator.to(device), backend="eager", device=device, precision="fp32")
     stats = run_live(cfg, capture=IterableCapture(_frames(), fps=30), animator=anim, extra_outputs=[sink])
     return stats, np.stack(sink.frames).astype(int)
 
@@ -62,6 +62,23 @@ def test_live_loop_on_cuda_matches_the_cpu(tmp_path, tiny_generator, compose):
     assert cpu_stats["frames"] == gpu_stats["frames"] == 24
     assert np.abs(cpu - gpu).mean() < 1.5, np.abs(cpu - gpu).mean()
     assert gpu.std() > 5  # not a black or flat frame
+
+
+def test_live_loop_with_cuda_graphs_twice_with_one_animator(tmp_path, tiny_generator):
+    """Issue 19: paste mode on the device path with the cudagraph backend, captured before the stages start
+    (thread-local capture beside the track stage), then a second session with the same animator (a new model
+    thread, as the control panel's Stop/Start makes): no new capture, the same frames as the CPU."""
+    import copy
+
+    from lia_live.animator import Animator
+
+    _, cpu = _run(tmp_path, copy.deepcopy(tiny_generator), "cpu", "host", "paste")
+    anim = Animator(copy.deepcopy(tiny_generator).to("cuda"), backend="cudagraph", device="cuda", precision="fp32")
+    for _ in range(2):
+        stats, gpu = _run(tmp_path, None, "cuda", "device", "paste", anim=anim)
+        assert stats["frames"] == 24 and np.abs(cpu - gpu).mean() < 1.5, np.abs(cpu - gpu).mean()
+    assert sorted(anim.backend.graphs) == [("motion", 1), ("synthesis", 1)]
+    assert anim.backend.graphs[("motion", 1)].replays >= 48
 
 
 def test_offline_batches_on_cuda_match_single_steps(tmp_path, tiny_generator):

@@ -352,9 +352,11 @@ def test_subcommands(capsys):
 def test_dry_run_prints_config(capsys, tmp_path):
     face = tmp_path / "face.png"
     cv2.imwrite(str(face), np.full((32, 32, 3), 128, np.uint8))
-    assert main(["--source", str(face), "--dry-run", "--size", "640x360", "--motion-power", "1.5"]) == 0
+    assert main(["--source", str(face), "--dry-run", "--size", "640x360", "--motion-power", "1.5", "--reference",
+                 "landmarks"]) == 0
     out = capsys.readouterr().out
     assert "output.size = [640, 360]" in out and "motion.motion_power = 1.5" in out and "model.backend = auto" in out
+    assert "motion.reference = landmarks" in out
     with pytest.raises(SystemExit) as e:
         main(["--source", str(face), "--motion-power", "3"])
     assert e.value.code == 2
@@ -389,3 +391,17 @@ def test_library_errors_name_settings_and_the_cli_names_flags():
     e = UserError("no face found in x.png; set «source_crop» to none")
     assert str(e) == "no face found in x.png; set source_crop to none"  # what a Python caller passes
     assert e.render(as_flag) == "no face found in x.png; set --source-crop to none"  # what a CLI user types
+
+
+def test_each_source_portrait_is_read_once(media, ckpt, tmp_path, monkeypatch):
+    """The CLI checks the portraits before loading the model and the run uses what it read."""
+    from lia_live.live import sources
+
+    calls, read = [], sources.read_image
+    monkeypatch.setattr(sources, "read_image", lambda path, what: calls.append(path) or read(path, what))
+    out = tmp_path / "two.mp4"
+    rc = main(["--source", str(media / "astro.png"), "--source", str(media / "astro_small.png"), "--driving",
+               str(media / "drive.mp4"), "--checkpoint", str(ckpt), "--backend", "eager", "--no-vcam", "--output",
+               str(out), "--max-frames", "2", "--stats-every", "0"])
+    assert rc == 0 and count_video_frames(out) == 2
+    assert calls == [media / "astro.png", media / "astro_small.png"]

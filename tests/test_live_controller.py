@@ -227,3 +227,21 @@ def test_concurrent_actions_are_all_applied(ctl):
     assert st["offsets"][0] == pytest.approx(n * 0.1)  # +0.1 × 400, −0.1 × 200
     assert st["mode"] == "relative"  # toggled an even number of times
     assert ctl.messages()[0] == 4 * n
+
+
+def test_preview_window_picture_is_a_view_of_the_controller(ctl):
+    from lia_live.live.preview import overlay_lines, preview_picture
+    from lia_live.output.overlay import draw_lines, side_by_side
+
+    assert overlay_lines(ctl) == ["0.0 fps | latency 0 ms | ms: ", "mode relative | power 1.0 | source 1/3"]
+    ctl.act("set_passthrough", on=True)
+    ctl.act("set_offset", index=2, value=0.5)
+    ctl.act("toggle_mode")
+    camera = np.full((120, 160, 3), 90, np.uint8)
+    out = np.full((64, 96, 3), 200, np.uint8)
+    ctl.publish(PreviewFrame(camera, None, False, None, out, 0, 0.0))
+    lines = ["0.0 fps | latency 0 ms | ms: ", "mode absolute | power 1.0 | source 1/3 | PASS-THROUGH",
+             "direction 2: offset +0.50", "NO FACE: holding the last motion"]
+    assert overlay_lines(ctl) == lines
+    expected = draw_lines(side_by_side(camera, out, box=None, face_found=False), lines)
+    np.testing.assert_array_equal(preview_picture(ctl), expected)

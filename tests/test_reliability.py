@@ -350,8 +350,7 @@ def test_every_tool_refuses_a_read_only_output_in_one_line(inputs, readonly_dir,
     r = run_cli("lia_live.cli.evaluate", "--checkpoint", inputs["ck"], "--data", inputs["folder"],
                 "--out", readonly_dir / "eval", "--metrics", "l1", "--domain", "face", "--no-progress")
     one_line_exit_2(r, "not writable")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert_checkpoint.py"), str(inputs["ck"]),
-                        str(readonly_dir / "c.safetensors")], capture_output=True, text=True, env=ENV)
+    r = run_cli("lia_live.cli.live", "convert", inputs["ck"], readonly_dir / "c.safetensors")
     one_line_exit_2(r, "not writable")
     data = tmp_path / "data"
     write_png_clips(data, n_clips=2, n_frames=3)
@@ -503,13 +502,13 @@ def test_broken_training_frames_are_one_line(tmp_path):
 
 
 def test_dataloader_wrapped_user_errors_come_out_as_their_own_line():
-    from train.run import _one_line
+    from lia_live.options import one_line  # what every tool's user_errors prints
 
     wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                         "last):\n  File \"x.py\", line 1, in f\nlia_live.errors.UserError: training frame is an "
                         "empty file: /d/0.png\n")
-    assert _one_line(wrapped) == "training frame is an empty file: /d/0.png"
-    assert _one_line(UserError("plain")) == "plain"
+    assert one_line(str(wrapped)) == "training frame is an empty file: /d/0.png"
+    assert one_line(str(UserError("plain"))) == "plain"
 
 
 def test_truncated_video_is_reported(tmp_path, astronaut, capsys, inputs):
@@ -544,14 +543,16 @@ def test_unsupported_devices_are_one_line(inputs, device, tmp_path):
 def test_failed_eval_leaves_no_run_record_and_single_videos_are_their_own_run(inputs, tmp_path, astronaut,
                                                                             monkeypatch):
     from lia_live.evaluation import runner
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
 
     vids = tmp_path / "vids"
     vids.mkdir()
     a = write_video(vids / "a.mp4", moving_frames(astronaut, 4, size=64), fps=10)
     b = write_video(vids / "b.mp4", moving_frames(astronaut, 4, size=64, step=5), fps=10)
     out = tmp_path / "eval"
-    cfg = EvalConfig(checkpoint=inputs["ck"], data=a, out=out, metrics=("l1",), domain="face", progress=False)
+    model = ModelConfig(checkpoint=inputs["ck"], device="cpu")
+    cfg = EvalConfig(model=model, data=a, out=out, metrics=("l1",), domain="face", progress=False)
 
     def broken(*_a, **_k):
         raise UserError("simulated failure before anything was scored")
@@ -565,8 +566,8 @@ def test_failed_eval_leaves_no_run_record_and_single_videos_are_their_own_run(in
     assert doc["overall"]["videos"] == 1
     assert json.loads((out / "run.json").read_text())["data"] == str(a.resolve())
     with pytest.raises(UserError, match="other settings"):  # another video of that folder is another run
-        run_evaluation(EvalConfig(checkpoint=inputs["ck"], data=b, out=out, metrics=("l1",), domain="face",
-                                  progress=False), log=lambda s: None)
+        run_evaluation(EvalConfig(model=model, data=b, out=out, metrics=("l1",), domain="face", progress=False),
+                       log=lambda s: None)
 
 
 # -- class 10: what users read ----------------------------------------------------------------------------
@@ -913,15 +914,16 @@ def test_resume_auto_with_a_damaged_newest_checkpoint_names_the_older_one(tmp_pa
 
 
 def test_eval_resume_scores_again_when_frames_changed_or_records_are_odd(inputs, tmp_path):
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
 
     vid = tmp_path / "data" / "test" / "vidA"
     vid.mkdir(parents=True)
     for i, f in enumerate(inputs["frames"][:3]):
         cv2.imwrite(str(vid / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     out = tmp_path / "eval"
-    cfg = EvalConfig(checkpoint=inputs["ck"], data=tmp_path / "data", out=out, metrics=("l1",), domain="face",
-                     progress=False)
+    cfg = EvalConfig(model=ModelConfig(checkpoint=inputs["ck"], device="cpu"), data=tmp_path / "data", out=out,
+                     metrics=("l1",), domain="face", progress=False)
     said: list[str] = []
     first = run_evaluation(cfg, log=said.append)
     assert first["per_video"]["vidA"]["frames"] == 3
@@ -1114,3 +1116,34 @@ def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
     one_line_exit_2(_live(capsys, *base, "--checkpoint", "/dev/zero"), "checkpoint is a device, pipe or other")
     one_line_exit_2(_live(capsys, *base[2:], "--source", "/dev/zero"), "source image is a device, pipe or other")
     one_line_exit_2(_live(capsys, *base[2:], "--source", inputs["folder"]), "source image is a folder")
+
+
+def test_eval_run_record_read_back_is_checked(inputs, tmp_path):
+    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    cfg = EvalConfig(checkpoint=inputs["ck"], data=inputs["folder"], out=out, metrics=("l1",), domain="face",
+                     progress=False)
+    for content, needle in ((b"[1, 2]", "is not a lia-eval run record"), (b"{", "is not valid JSON"),
+                            (b" " * (2 << 20), "is too large")):
+        (out / "run.json").write_bytes(content)
+        with pytest.raises(UserError, match=needle):
+            run_evaluation(cfg, log=lambda s: None)
+        assert (out / "run.json").read_bytes() == content  # the user's folder is left as it was
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--iters", str(10 ** 30), "--iters 1000000000000000000000000000000 is outside [1, 1e+09]"),
+    ("--workers", "100000", "--workers 100000 is outside [0, "),
+    ("--lr", "1e300", "--lr 1e+300 is outside [0, 10]"),
+    ("--size", str(2 ** 20), "size must be a power of two in [64, 2048]"),
+    ("--style-dim", str(10 ** 9), "<= style_dim (1000000000) <= 4096"),
+    ("--channel-div", str(10 ** 9), "channel_div in [1, 512]"),
+])
+def test_training_numbers_have_ranges(tmp_path, flag, value, needle, capsys):
+    from train.run import main
+
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err

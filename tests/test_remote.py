@@ -5,6 +5,8 @@ remote animator. Security cases talk to the server with a raw WebSocket (or raw 
 """
 
 import socket
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -24,6 +26,7 @@ from lia_live.remote.protocol import encode_image, pack, unpack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 24
+NETEM = ["netem", "delay", "20ms", "loss", "1%"]  # on both ends of the veth pair: 40 ms RTT, 1 % loss each way
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +85,6 @@ def test_remote_frames_match_the_local_run(gen, faces, portrait_png, codec, qual
 def test_four_clients_get_their_own_portraits_batched(gen, faces):
     """Four clients stepping at once, batched by the server: each gets its own portrait animated exactly as a
     local animator would (no cross-talk), and the server did run batches of more than one frame."""
-    import threading
-
     frames = driving(faces[0], 8, width=64)
     crops = [torch.from_numpy(f[:, 8:56]).permute(2, 0, 1)[None].float() for f in frames]
     crops = [torch.nn.functional.interpolate(c, size=64, mode="area") / 127.5 - 1 for c in crops]
@@ -141,6 +142,21 @@ def test_wrong_token_and_full_server_are_one_line_user_errors(gen):
         with pytest.raises(UserError, match="maximum of clients"):
             RemoteAnimator(address(server), TOKEN)
         first.close()
+        assert _until(lambda: server.connections == 0)
+        with connect(f"ws://{address(server)}"):  # a connection that has not said hello yet counts too
+            assert _until(lambda: server.connections == 1)
+            with pytest.raises(UserError, match="maximum of clients"):
+                RemoteAnimator(address(server), TOKEN)
+
+
+def _until(cond, limit: float = 10.0) -> bool:
+    """Poll ``cond`` until it holds (True) or ``limit`` seconds pass (False)."""
+    end = time.perf_counter() + limit
+    while not cond():
+        if time.perf_counter() > end:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_cli_wrong_token_exits_2_with_one_line(gen, portrait_png, tmp_path, capsys):
@@ -238,7 +254,7 @@ def test_silent_and_idle_clients_are_dropped(gen, faces, capsys):
     assert "said nothing for 0.3 s" in err and "sent nothing for 0.5 s" in err
 
 
-def _start_server(ckpt, port: int, extra=()):
+def _start_server(ckpt, port: int, extra=(), prefix=()):
     """``lia-live serve`` in its own process; returns (process, port) once it printed its one line."""
     import os
     import subprocess
@@ -246,12 +262,12 @@ def _start_server(ckpt, port: int, extra=()):
     from pathlib import Path
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", "serve", "--checkpoint", str(ckpt),
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "lia_live.cli.live", "serve", "--checkpoint", str(ckpt),
                              "--device", "cpu", "--backend", "eager", "--port", str(port), "--token", TOKEN,
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.startswith("lia-live: serving on 127.0.0.1:") and line.endswith(f", token {TOKEN}\n"), line
+    assert line.startswith("lia-live: serving on ") and line.endswith(f", token {TOKEN}\n"), line
     return proc, int(line.split(":")[2].split(",")[0])
 
 
@@ -259,8 +275,6 @@ def _start_server(ckpt, port: int, extra=()):
 def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys):
     """SIGKILL the server mid-run, start it again on the same port: the client never crashes, no output frame
     is black (the last animated frame is held), it says so once, reconnects by itself and animates again."""
-    import threading
-    import time
 
     from remotedata import PacedCapture
 
@@ -274,13 +288,8 @@ def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path,
     marks: dict = {}
     procs = [proc]
 
-    def until(cond, limit: float = 60.0) -> bool:
-        end = time.perf_counter() + limit
-        while not cond():
-            if time.perf_counter() > end:
-                return False
-            time.sleep(0.01)
-        return True
+    def until(cond) -> bool:
+        return _until(cond, 60.0)
 
     def chaos() -> None:
         try:
@@ -387,3 +396,98 @@ def test_every_render_plan_matches_the_local_animator(gen, faces):
         anim.close()
     # steps 0, 3, 7, 8 hit the speculative plan (1 trip); the others needed an explicit render (2 trips)
     assert trips == 10 + 6
+
+
+def _paced_run(png, anim, frames, period: float, live: bool = False, codec_cfg=None):
+    from remotedata import PacedCapture, TimedCollect
+
+    out = TimedCollect()
+    cap = PacedCapture(frames, period=period, live=live)
+    stopper = threading.Timer(period * len(frames), cap.end)  # live: the input ends after len(frames) periods
+    if live:
+        stopper.start()
+    cfg = _cfg(png) if live else _cfg(png).replace(run={"max_frames": len(frames)})
+    try:
+        stats = run_live(cfg, capture=cap, animator=anim, extra_outputs=[out])
+    finally:
+        stopper.cancel()
+    return out, stats
+
+
+def test_delay_40ms_rtt_through_a_user_space_relay(gen, faces, portrait_png):
+    """40 ms RTT (a relay adding 20 ms each way; no loss: see the netem test): every frame arrives, each round
+    trip takes at least the RTT, and the frames are exactly those of a run without delay (PNG)."""
+    from lia_live.remote.netsim import DelayProxy
+
+    frames = driving(faces[0], 20)
+    with serving(gen) as server:
+        direct = RemoteAnimator(address(server), TOKEN, codec="png")
+        try:
+            want, _ = _paced_run(portrait_png, direct, frames, period=0.0)
+        finally:
+            direct.close()
+        proxy = DelayProxy(server.address, 0.020)
+        port = proxy.start()
+        try:
+            anim = RemoteAnimator(f"127.0.0.1:{port}", TOKEN, codec="png")
+            try:
+                out, stats = _paced_run(portrait_png, anim, frames, period=0.0)
+            finally:
+                anim.close()
+        finally:
+            proxy.stop()
+    assert stats["frames"] == len(out.frames) == len(want.frames) == len(frames)
+    assert min(anim.rtt_ms) >= 40.0 and stats["remote_ms_mean"]["rtt"] >= 40.0
+    assert all(np.array_equal(a, b) for a, b in zip(want.frames, out.frames))
+    assert anim.stats()["reconnects"] == 0
+
+
+@pytest.mark.slow  # a server process in a network namespace (torch import)
+def test_netem_40ms_rtt_1pct_loss(gen, faces, portrait_png, tmp_path):
+    """Real delay and loss with tc netem on a veth pair into a namespace (20 ms + 1 % loss each way), frames
+    paced at 15 fps like a camera: no stall over 200 ms, latency within the round trip + 2 frames. Skips where
+    netem cannot be set up (this kernel has no sch_netem: the user-space relay test covers delay only)."""
+    from remotedata import netns_link
+
+    from lia_live.model.checkpoint import save_generator
+
+    ckpt = save_generator(gen, tmp_path / "tiny.safetensors")
+    try:
+        ctx = netns_link("liart", NETEM)
+        prefix = ctx.__enter__()
+    except OSError as e:
+        pytest.skip(f"no network namespace with tc netem here ({e})")
+    try:
+        proc, port = _start_server(ckpt, 0, extra=("--host", "10.231.0.2"), prefix=prefix)
+        try:
+            anim = RemoteAnimator(f"10.231.0.2:{port}", TOKEN)
+            try:
+                out, stats = _paced_run(portrait_png, anim, driving(faces[0], 45), period=1 / 15, live=True)
+            finally:
+                anim.close()
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        ctx.__exit__(None, None, None)
+    rtt = stats["remote_ms_mean"]["rtt"]  # network RTT + the server's time
+    assert stats["frames"] == len(out.frames) >= 20 and rtt >= 40.0
+    assert stats["latency_ms_mean"] <= rtt + 2 * 1000 / 15  # capture → send: the round trip + 2 frames at most
+    assert out.gaps_ms().max() <= 200.0  # no stall
+
+
+def test_serve_on_a_busy_port_is_one_line_exit_2(gen, tmp_path, capsys):
+    from lia_live.cli.live import main
+    from lia_live.model.checkpoint import save_generator
+
+    ckpt = save_generator(gen, tmp_path / "tiny.safetensors")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = main(["serve", "--checkpoint", str(ckpt), "--device", "cpu", "--backend", "eager", "--port", str(port),
+                   "--token", TOKEN])
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if "error" in ln]
+    assert rc == 2 and captured.out == "" and len(errors) == 1
+    assert errors[0] == f"lia-live: error: cannot listen on 127.0.0.1:{port}: Address already in use"

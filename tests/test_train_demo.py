@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+import train_demo  # scripts/ is on pytest's pythonpath (setup.cfg)
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-import train_demo  # noqa: E402
-
-from train.config import parse_args  # noqa: E402
+from train.config import parse_args
 
 
 def test_stages_chain_in_order_and_parse_as_trainer_runs(tmp_path):

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from media import write_png_clips
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from media import write_png_clips  # noqa: E402
-
-from lia_live.model import Generator, GeneratorConfig  # noqa: E402
-from train.config import preset_config  # noqa: E402
-from train.rigid import FlowProbe, flow_loss, mask_loss, random_similarity, target_grid, warp  # noqa: E402
-from train.trainer import Trainer  # noqa: E402
+from lia_live.model import Generator, GeneratorConfig
+from train.config import preset_config
+from train.rigid import FlowProbe, flow_loss, mask_loss, random_similarity, target_grid, warp
+from train.trainer import Trainer
 
 
 def test_random_similarities_stay_in_their_ranges_and_follow_the_seed():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import textwrap
 import time
 from itertools import permutations
 from pathlib import Path
@@ -15,18 +15,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from media import write_png_clips
+
+from lia_live.model.checkpoint import load_generator
+from train.checkpoints import newest_checkpoint
+from train.config import preset_config
+from train.data import find_videos, read_frame, to_tensor
+from train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from media import write_png_clips  # noqa: E402
-
-from lia_live.model.checkpoint import load_generator  # noqa: E402
-from train.checkpoints import newest_checkpoint  # noqa: E402
-from train.config import preset_config  # noqa: E402
-from train.data import find_videos, read_frame, to_tensor  # noqa: E402
-from train.trainer import Trainer  # noqa: E402
 
 CPU = torch.device("cpu")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -106,28 +103,33 @@ def test_checkpoint_animates_with_lia_animate(overfit, tmp_path):
 
 
 def test_sigterm_saves_and_resume_auto_reproduces_the_losses(tmp_path):
+    """A real SIGTERM to a real ``train.run`` process, sent by the process itself right after iteration 2's
+    losses are logged (a gate, not a timer): the run stops at exactly iteration 2, saves, and exits 0."""
     torch.set_num_threads(1)
     data = write_png_clips(tmp_path / "data", n_clips=2, n_frames=4, seed=1)
     cut = tmp_path / "cut"
     args = ["--preset", "tiny", "--data", str(data), "--out", str(cut), "--iters", "1000", "--batch-size", "2",
             "--save-every", "1000", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, str(REPO / "train" / "run.py"), *args], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 240
-        while not ((cut / "losses.jsonl").exists() and (cut / "losses.jsonl").read_text().strip()):
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "slow"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    gate = textwrap.dedent("""
+        import os, signal, sys
+        from train import trainer
+        log_scalars = trainer.Trainer._log_scalars
+        def log_then_sigterm(self, it, *a):
+            log_scalars(self, it, *a)
+            if it == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+        trainer.Trainer._log_scalars = log_then_sigterm
+        from train.run import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", gate, *args], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr
     summary = json.loads((cut / "summary.json").read_text())
     k = summary["iter"]
-    assert summary["stopped"] and 1 <= k < 20 and "SIGTERM" in err
-    assert newest_checkpoint(cut / "checkpoints").name == f"ckpt-{k:07d}.pt"
+    assert summary["stopped"] and k == 2 and "SIGTERM" in proc.stderr
+    assert newest_checkpoint(cut / "checkpoints").name == "ckpt-0000002.pt"
+    assert [r["iter"] for r in map(json.loads, (cut / "losses.jsonl").read_text().splitlines())] == [1, 2]
 
     Trainer(tiny(data, cut, iters=k + 2, batch_size=2, save_every=1000, resume="auto"), CPU).run()
     whole = tmp_path / "whole"

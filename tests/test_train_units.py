@@ -16,20 +16,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from media import write_png_clips
+
+from lia_live.errors import UserError
+from lia_live.model import GeneratorConfig
+from train import config as tconfig
+from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint
+from train.data import PairDataset, RankBatchSampler, find_videos
+from train.discriminator import Discriminator
+from train.losses import AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features
+from train.run import main as run_main
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from media import write_png_clips  # noqa: E402
-
-from lia_live.errors import UserError  # noqa: E402
-from lia_live.model import GeneratorConfig  # noqa: E402
-from train import config as tconfig  # noqa: E402
-from train.checkpoints import list_checkpoints, load_checkpoint, newest_checkpoint, save_checkpoint  # noqa: E402
-from train.data import PairDataset, RankBatchSampler, find_videos  # noqa: E402
-from train.discriminator import Discriminator  # noqa: E402
-from train.losses import AntiAliasDownsample, VGGPyramidLoss, d_logistic, g_nonsaturating, load_vgg19_features  # noqa: E402
-from train.run import main as run_main  # noqa: E402
 
 
 # -- config / CLI -------------------------------------------------------------------------------------
@@ -323,16 +321,15 @@ def test_checkpoint_keeps_last_k_and_loads_weights_only(tmp_path, tiny_config):
 
 def test_killed_write_leaves_previous_checkpoint_intact(tmp_path):
     """SIGKILL a process in the middle of writing checkpoint 2: checkpoint 1 stays the newest and loads."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys, time, torch
-        sys.path.insert(0, {str(REPO)!r})
         from lia_live.model import Generator, GeneratorConfig
         from train.discriminator import Discriminator
         from train.checkpoints import save_checkpoint
         torch.manual_seed(0)
         gen = Generator.from_config(GeneratorConfig(64, 64, 8, 1, 8)); dis = Discriminator(64, channel_div=8)
         go, do = torch.optim.Adam(gen.parameters()), torch.optim.Adam(dis.parameters())
-        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 1, gen, dis, go, do, {{}}, keep=3)
+        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 1, gen, dis, go, do, {}, keep=3)
         real_save = torch.save
         def slow_save(obj, f, *a, **k):
             with open(f, "wb") as fh:
@@ -341,11 +338,11 @@ def test_killed_write_leaves_previous_checkpoint_intact(tmp_path):
                 print("writing", flush=True)
                 time.sleep(60)
         torch.save = slow_save
-        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 2, gen, dis, go, do, {{}}, keep=3)
+        save_checkpoint(__import__('pathlib').Path(sys.argv[1]), 2, gen, dis, go, do, {}, keep=3)
     """)
     folder = tmp_path / "checkpoints"
     proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})  # -c: the repo is importable
     try:
         assert proc.stdout.readline().strip() == "writing"
         proc.send_signal(signal.SIGKILL)

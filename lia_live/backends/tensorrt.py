@@ -4,7 +4,7 @@ NOT RUN ON A GPU YET in this form: TensorRT is not installed on the machines thi
 the lent H100/H200; the build/load calls follow the Torch-TensorRT 2.x documentation and everything
 around them (keys, cache, checks, fallback) is tested on CPU with fakes (tests/test_backends_engines.py).
 
-Flow on first use (also ``scripts/build_engines.py``):
+Flow on first use (also ``lia-live engines build``):
 1. look in the engine cache (``cache.engine_dir()``: ``$LIA_ENGINE_DIR`` or ``~/.cache/lia-live/engines``)
    for ``lia-<graph>_<size>_<precision>_gpu…_capability…_tensorrt…_torchtensorrt…_<weights>_<digest>.ep``
    whose JSON sidecar matches the weights hash, resolution, precision, GPU name and compute capability,

@@ -2,7 +2,6 @@
 
     lia-live bench --device cpu --frames 30 --naive-frames 5
     lia-live bench --device cuda --backends cudagraph,compile,eager --batch-sizes 1,8,32 --json out.json
-    python scripts/bench.py ...                     # the same
 
 The measurement itself is ``lia_live.bench``; see docs/benchmarks.md for what each column means.
 """
@@ -61,7 +60,7 @@ def build_parser() -> ArgumentParser:
 
 @user_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lia-live bench`` and ``scripts/bench.py``; returns the exit code."""
+    """Entry point of ``lia-live bench`` (and ``make bench``); returns the exit code."""
     from .. import bench
     from ..runtime import resolve_device
 

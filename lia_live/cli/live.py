@@ -5,59 +5,68 @@
     lia-live --source face.png --driving clip.mp4 --output out.mp4 --no-vcam
     lia-live backends                               # which inference backends work here
     lia-live bench ...                              # speed benchmark (lia_live.cli.bench)
+    lia-live convert vox.pt vox.safetensors         # an official checkpoint in lia-live's format
+    lia-live engines build ...                      # TensorRT / ONNX engines ahead of time
     lia-live serve                                  # animate for --remote clients (lia_live.cli.serve)
     lia-live --source face.png --remote HOST:PORT --remote-token TOKEN   # the model runs on that server
+    lia-live ui                                     # the control panel (lia_live.cli.ui)
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..log import log
+from ..options import add_config_args, config_from_args, print_config
 from ..remote.settings import RemoteConfig
-from ..settings import CaptureConfig, LiveConfig, ModelConfig, MotionConfig, OutputConfig, RunConfig
+from ..settings import LiveConfig
+from . import backends, bench, convert, engines, serve, ui
 from .common import ArgumentParser, user_errors
-from .configargs import add_config_args, config_from_args
 
-SUBCOMMANDS = ("backends", "bench", "serve", "ui")
-
-
-GROUPS = (("model", ModelConfig, "model"), ("capture", CaptureConfig, "input"),
-          ("motion", MotionConfig, "tracking and motion"), ("output", OutputConfig, "output"),
-          ("run", RunConfig, "run"))
+# ``lia-live NAME ...`` runs NAME's own command line: name → (its main(argv) -> exit code, what it does).
+SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "backends": (backends.main, "which inference backends work here"),
+    "bench": (bench.main, "speed benchmark of every backend"),
+    "convert": (convert.main, "an official checkpoint in lia-live's format"),
+    "engines": (engines.main, "build TensorRT / ONNX engines ahead of time"),
+    "serve": (serve.main, "animate for --remote clients"),
+    "ui": (ui.main_ui, "the control panel"),
+}
 
 
 def build_parser() -> ArgumentParser:
     from ..live import HOTKEY_HELP
 
+    commands = ", ".join(f"'lia-live {name}' ({what})" for name, (_, what) in SUBCOMMANDS.items())
     p = ArgumentParser(prog="lia-live", description="Animate a portrait with a webcam (or a video) and send it "
-                       "to a virtual camera, a preview window and/or a file. Subcommands: 'lia-live backends', "
-                       "'lia-live bench ...', 'lia-live serve ...', 'lia-live ui ...' (the control panel).",
-                       epilog=HOTKEY_HELP + ". Full guide: docs/live.md",
-                       formatter_class=argparse.HelpFormatter)
-    p.add_argument("--source", action="append", required=True, type=Path, metavar="IMAGE",
-                   help="source portrait; repeat for several (hotkey n switches)")
-    for name, cls, title in GROUPS:
-        add_config_args(p.add_argument_group(title), cls, name)
-    add_config_args(p.add_argument_group("remote (the model runs on a 'lia-live serve' server)"), RemoteConfig,
-                    "remote")
+                       f"to a virtual camera, a preview window and/or a file. Subcommands: {commands}; each has "
+                       "--help.", epilog=HOTKEY_HELP + ". Full guide: docs/live.md")
+    add_config_args(p, LiveConfig())
+    add_config_args(p, RemoteConfig(), "remote",
+                    into=p.add_argument_group("remote (the model runs on a 'lia-live serve' server)"))
     p.add_argument("--dry-run", action="store_true", help="check the inputs, print the resolved configuration "
                    "and exit")
     return p
 
 
-def parse_config(argv=None):
+def parse_args(argv=None) -> tuple[LiveConfig, RemoteConfig, bool]:
+    """The live config, the remote-mode settings (``--remote`` and friends) and ``--dry-run``."""
     a = build_parser().parse_args(argv)
-    groups = {name: config_from_args(cls, a, name) for name, cls, _ in GROUPS}
-    return LiveConfig(sources=tuple(a.source), **groups), a.dry_run
+    return config_from_args(LiveConfig(), a), config_from_args(RemoteConfig(), a, "remote"), a.dry_run
+
+
+def parse_config(argv=None) -> tuple[LiveConfig, bool]:
+    cfg, _, dry_run = parse_args(argv)
+    return cfg, dry_run
 
 
 def parse_remote(argv=None) -> RemoteConfig:
     """The remote-mode settings of the same command line (``--remote`` and friends)."""
-    return config_from_args(RemoteConfig, build_parser().parse_args(argv), "remote")
+    return parse_args(argv)[1]
 
 
 def check_inputs(cfg: LiveConfig) -> list:
@@ -82,66 +91,16 @@ def check_inputs(cfg: LiveConfig) -> list:
     return portraits
 
 
-def list_backends(argv) -> int:
-    """``lia-live backends [--device D]``: every registered backend and whether it works here."""
-    from ..backends import (
-        available_backends,
-        backend_info,
-        default_batch_size,
-        default_precision,
-        engine_dir,
-        resolve_backend_name,
-    )
-    from ..runtime import resolve_device
-
-    p = ArgumentParser(prog="lia-live backends", description="List inference backends and their availability.")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    a = p.parse_args(argv)
-    device = resolve_device(a.device)
-    auto = resolve_backend_name("auto", device)
-    print(f"device {device}; --backend auto → {auto} ({default_precision(auto, device)}); "
-          f"default --batch-size {default_batch_size(device, auto)}; engine cache {engine_dir()}")
-    for name, (ok, why) in available_backends(device).items():
-        print(f"  {name:<12} {'yes' if ok else 'no ':<4} {why}")
-        for opt in backend_info(name).options:
-            print(f"  {'':<12}      --backend-option {opt.describe()}")
-    return 0
-
-
-def run_bench(argv) -> int:
-    """``lia-live bench ...``: the benchmark's own command line (``lia_live.cli.bench``)."""
-    from .bench import main as bench_main
-
-    return bench_main(argv)
-
-
 @user_errors("lia-live")
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "backends":
-        return list_backends(argv[1:])
-    if argv and argv[0] == "bench":
-        return run_bench(argv[1:])
-    if argv and argv[0] == "serve":
-        from .serve import main as serve_main
-
-        return serve_main(argv[1:])
-    if argv and argv[0] == "ui":
-        from .ui import main_ui
-
-        return main_ui(argv[1:])
-    cfg, dry_run = parse_config(argv)
-    remote = parse_remote(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]][0](argv[1:])
+    cfg, remote, dry_run = parse_args(argv)
     portraits = check_inputs(cfg)
     if dry_run:
-        for group, values in cfg.to_dict().items():
-            if isinstance(values, dict):
-                for k, v in values.items():
-                    print(f"{group}.{k} = {v}")
-            else:
-                print(f"{group} = {values}")
-        for k, v in vars(remote).items():
-            print(f"remote.{k} = {'***' if k == 'remote_token' and v else v}")
+        print_config(cfg)
+        print_config(dataclasses.replace(remote, remote_token="***" if remote.remote_token else None), "remote.")
         return 0
     from ..live import run_live
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 
+from ..options import add_config_args, config_from_args
 from ..remote.settings import ServeConfig
+from ..settings import ModelConfig
 from .common import ArgumentParser, user_errors
-from .configargs import add_config_args, add_model_args, config_from_args, model_config
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="lia-live serve", description="Animate for 'lia-live --remote HOST:PORT' clients: "
                        "load the model once, serve many callers, batching their frames.",
                        epilog="Full guide: docs/remote.md")
-    add_model_args(p)
-    add_config_args(p.add_argument_group("server"), ServeConfig, "serve")
+    add_config_args(p, ModelConfig(), "model", into=p.add_argument_group("model"))
+    add_config_args(p, ServeConfig(), "serve", into=p.add_argument_group("server"))
     return p
 
 
@@ -32,9 +33,9 @@ def main(argv=None) -> int:
     from ..templates import model_hash
 
     a = build_parser().parse_args(argv)
-    cfg = config_from_args(ServeConfig, a, "serve")
+    cfg = config_from_args(ServeConfig(), a, "serve")
     token = cfg.token or os.environ.get("LIA_REMOTE_TOKEN") or new_token()
-    anim = make_animator(model_config(a))
+    anim = make_animator(config_from_args(ModelConfig(), a, "model"))
     model_hash(anim)
     server = RemoteServer(anim, cfg, token)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import config_from_args
 from ..remote.settings import RemoteConfig
 from ..settings import LiveConfig
 from .common import int_range
-from .configargs import config_from_args
 
 
 def build_ui_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def build_ui_parser() -> argparse.ArgumentParser:
     p.description = ("The control panel: a local web page with the live preview, pickers and sliders, served by "
                      "this process (docs/ui.md). Every lia-live option below is its starting state.")
     for action in p._actions:
-        if action.dest == "source":
+        if action.dest == "sources":
             action.required = False  # the saved settings or an upload on the page may give it
     g = p.add_argument_group("control panel")
     g.add_argument("--port", type=int_range(0, 65535), default=DEFAULT_PORT, help="port to serve on; 0 = a free one")
@@ -43,17 +43,16 @@ def given_settings(argv: list[str]) -> frozenset[str]:
 
 def main_ui(argv: list[str]) -> int:
     from ..ui.app import PanelOptions, run_panel
-    from .live import GROUPS, check_inputs
+    from .live import check_inputs
 
     p = build_ui_parser()
     a = p.parse_args(argv)
     if a.dry_run:
         p.error("--dry-run is not a control panel option (run lia-live --dry-run ...)")
-    cfg = LiveConfig(sources=tuple(a.source or ()), **{name: config_from_args(cls, a, name)
-                                                       for name, cls, _ in GROUPS})
+    cfg = config_from_args(LiveConfig(), a)
     check_inputs(cfg)
     opts = PanelOptions(host=a.host, port=a.port, browser=not a.no_browser, given=given_settings(argv))
-    remote = config_from_args(RemoteConfig, a, "remote")
+    remote = config_from_args(RemoteConfig(), a, "remote")
     if remote.remote is None:
         return run_panel(cfg, opts)
     from ..remote.client import run_remote  # the model on a 'lia-live serve' server: the panel works the same

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,36 +31,19 @@ from ..errors import UserError
 from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
+from ..log import plural, progress_bar
+from ..paths import read_json
+from ..runtime import model_device, resolve_checkpoint
+from ..settings import METRICS, EvalConfig
 from .dataset import VideoEntry, discover_videos
 from .metrics import l1_per_frame
 from .records import load_record, stamp
 from .report import clean, summarize_run, summarize_video, write_reports
 
-ALL_METRICS = ("l1", "lpips", "aed", "akd")
+ALL_METRICS = METRICS
 RUN_FORMAT = "lia-eval"
 RUN_VERSION = 1
 TIMERS = ("decode", "model", "l1", "lpips", "aed", "akd", "video")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Everything one evaluation run depends on (parsed from the ``lia-eval`` command line)."""
-
-    checkpoint: Path
-    data: Path
-    out: Path
-    split: str = "test"
-    mode: str = "absolute"
-    cross: bool = False
-    max_videos: int | None = None
-    max_frames: int | None = None
-    metrics: tuple[str, ...] = ALL_METRICS
-    domain: str = "auto"
-    lpips_weights: Path | None = None
-    save_videos: bool = False
-    device: str = "cpu"
-    batch_size: int = 8
-    progress: bool = True
 
 
 @dataclass
@@ -165,10 +149,10 @@ def prepare_out(out: Path, run: dict) -> bool:
             raise UserError(f"«out» {out} is not empty and is not a lia-eval output folder (no run.json); "
                             "choose a new or empty folder")
         try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {marker} ({e}); choose a new «out» folder") from None
-        if old.get("format") != RUN_FORMAT:
+            old = read_json(marker, "lia-eval run record")  # a regular file of at most 1 MiB, valid JSON
+        except UserError as e:
+            raise UserError(f"{e}; choose a new «out» folder") from None
+        if not isinstance(old, dict) or old.get("format") != RUN_FORMAT:
             raise UserError(f"{marker} is not a lia-eval run record; choose a new «out» folder")
         diff = [k for k in sorted(set(old) | set(run)) if old.get(k) != run.get(k)]
         if diff:
@@ -283,13 +267,27 @@ def _from_json(rec: dict) -> dict:
     return rec
 
 
-def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) an evaluation; writes the reports into ``cfg.out`` and returns ``metrics.json``'s content."""
-    from ..animator import Animator
-    from ..model.checkpoint import load_generator
-    from .lpips_weights import find_alexnet_weights
+@dataclass
+class Job:
+    """One evaluation run as resolved from its config: what is scored, with which model, where."""
 
-    log = log or (lambda s: print(s, file=sys.stderr))
+    cfg: EvalConfig
+    checkpoint: Path
+    device: str
+    plan: Plan
+    lpips_path: Path | None
+    gen: Any  # the generator (a lia_live.model.Generator), on the CPU
+    run: dict
+    pairs: list[tuple[VideoEntry, VideoEntry]]
+
+
+def plan_job(cfg: EvalConfig, log: Callable[[str], None]) -> Job:
+    """Resolve the checkpoint, device, videos and metrics of a run; fails (UserError) before any work."""
+    from ..model.checkpoint import load_generator
+    from .lpips_weights import find_alexnet_weights, load_alexnet_convs
+
+    checkpoint = resolve_checkpoint(cfg.model.checkpoint, allow_demo=False)
+    device = model_device(cfg.model)
     videos, folder = discover_videos(cfg.data, cfg.split)
     if cfg.max_videos is not None:
         videos = videos[:cfg.max_videos]
@@ -306,78 +304,84 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     plan = plan_metrics(tuple(cfg.metrics), domain, cfg.cross)
     lpips_path = find_alexnet_weights(cfg.lpips_weights) if "lpips" in plan.metrics else None
     if lpips_path is not None:
-        from .lpips_weights import load_alexnet_convs
-
         load_alexnet_convs(lpips_path)  # a wrong file fails now, in one line, before any work
-
-    gen = load_generator(cfg.checkpoint, "cpu")
-    run = {"format": RUN_FORMAT, "version": RUN_VERSION, "checkpoint": str(Path(cfg.checkpoint).resolve()),
-           "checkpoint_sha256": sha256_file(Path(cfg.checkpoint)),
+    gen = load_generator(checkpoint, "cpu")
+    run = {"format": RUN_FORMAT, "version": RUN_VERSION, "checkpoint": str(checkpoint.resolve()),
+           "checkpoint_sha256": sha256_file(checkpoint),
            # one video given as --data is recorded as itself: another video of its folder is another run
            "data": str(Path(cfg.data).resolve() if Path(cfg.data).is_file() else Path(folder).resolve()),
            "protocol": "cross-identity" if cfg.cross else "same-identity", "mode": cfg.mode,
-           "max_frames": cfg.max_frames, "domain": domain, "metrics": list(plan.metrics), "size": gen.config.size,
-           "lpips_weights_sha256": sha256_file(lpips_path) if lpips_path else None}
-    fresh = prepare_out(cfg.out, run)
-    made_out = not cfg.out.exists()
-
-    anim = Animator(gen, device=cfg.device)
+           "max_frames": cfg.max_frames, "domain": domain, "metrics": list(plan.metrics),
+           "size": gen.config.size, "lpips_weights_sha256": sha256_file(lpips_path) if lpips_path else None}
     pairs = [(v, videos[(i + 1) % len(videos)] if cfg.cross else v) for i, v in enumerate(videos)]
-    rec_dir = cfg.out / "per_video"
+    return Job(cfg, checkpoint, device, plan, lpips_path, gen, run, pairs)
+
+
+def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) an evaluation; writes the reports into ``cfg.out`` and returns ``metrics.json``'s content."""
+    from ..animator import Animator
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    job = plan_job(cfg, log)
+    fresh = prepare_out(cfg.out, job.run)
+    made_out = not cfg.out.exists()
+    anim = Animator(job.gen, device=job.device)
     records: dict[str, dict] = {}
     todo = []
-    for entry, source in pairs:
-        rec = load_record(rec_dir / f"{safe_name(entry.name)}.json", entry, source, plan.metrics, log)
+    for entry, source in job.pairs:
+        rec = load_record(cfg.out / "per_video" / f"{safe_name(entry.name)}.json", entry, source, job.plan.metrics,
+                          log)
         if rec is None:
             todo.append((entry, source))
         else:
             records[entry.name] = _from_json(rec)
     if records:
-        log(f"lia-eval: resuming in {cfg.out}: {len(records)} of {len(pairs)} videos already scored, "
+        log(f"lia-eval: resuming in {cfg.out}: {len(records)} of {plural(len(job.pairs), 'video')} already scored, "
             f"{len(todo)} to go")
-
     timers = dict.fromkeys(TIMERS, 0.0)
     new_frames = 0
     if todo:
-        scorers = Scorers(plan, lpips_path, cfg.device)
-        total = sum(min(len(FrameSource(e.path)), cfg.max_frames or 1 << 62) for e, _ in todo)
-        bar = None
-        if cfg.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total or None, unit="frame", desc="lia-eval", file=sys.stderr, dynamic_ncols=True)
         try:
-            for entry, source in todo:
-                if bar is not None:
-                    bar.set_postfix_str(entry.name)
-                video_path = cfg.out / "videos" / f"{safe_name(entry.name)}.mp4" if cfg.save_videos else None
-                if video_path is not None:
-                    video_path.parent.mkdir(parents=True, exist_ok=True)
-                rec = evaluate_video(anim, entry, source, cfg, plan, scorers, timers,
-                                     (lambda n: bar.update(n)) if bar is not None else (lambda n: None), video_path)
-                if fresh:
-                    start_run(cfg.out, run)
-                    fresh = False
-                write_atomic(rec_dir / f"{safe_name(entry.name)}.json",
-                             json.dumps(clean(stamp(rec, entry, source))) + "\n")
-                records[entry.name] = rec
-                new_frames += rec["frames"]
+            new_frames, fresh = score_videos(job, anim, todo, records, timers, fresh)
         except BaseException:
             if fresh:
                 _undo_start(cfg.out, made_out)
             raise
-        finally:
-            if bar is not None:
-                bar.close()
-            scorers.close()
     if fresh:
-        start_run(cfg.out, run)
+        start_run(cfg.out, job.run)
 
-    ordered = [records[e.name] for e, _ in pairs]
-    overall = summarize_run(ordered, plan.metrics)
+    ordered = [records[e.name] for e, _ in job.pairs]
+    overall = summarize_run(ordered, job.plan.metrics)
     timing = None
     if new_frames:
         timing = {k: 1000.0 * v / new_frames for k, v in timers.items() if v > 0}
         timing["total"] = sum(timing.values())
-    paths = write_reports(cfg.out, run, overall, ordered, plan.notes, timing)
+    paths = write_reports(cfg.out, job.run, overall, ordered, job.plan.notes, timing)
     return json.loads(paths["json"].read_text())
+
+
+def score_videos(job: Job, anim, todo: list, records: dict, timers: dict[str, float], fresh: bool) -> tuple[int, bool]:
+    """Score the videos still to do, storing each record as soon as it is done; returns (frames scored, whether
+    the run is still unstarted)."""
+    cfg = job.cfg
+    new_frames = 0
+    scorers = Scorers(job.plan, job.lpips_path, job.device)
+    total = sum(min(len(FrameSource(e.path)), cfg.max_frames or 1 << 62) for e, _ in todo)
+    try:
+        with progress_bar(total, "lia-eval", enabled=cfg.progress) as bar:
+            for entry, source in todo:
+                bar.set_postfix_str(entry.name)
+                video_path = cfg.out / "videos" / f"{safe_name(entry.name)}.mp4" if cfg.save_videos else None
+                if video_path is not None:
+                    video_path.parent.mkdir(parents=True, exist_ok=True)
+                rec = evaluate_video(anim, entry, source, cfg, job.plan, scorers, timers, bar.update, video_path)
+                if fresh:
+                    start_run(cfg.out, job.run)
+                    fresh = False
+                write_atomic(cfg.out / "per_video" / f"{safe_name(entry.name)}.json",
+                             json.dumps(clean(stamp(rec, entry, source))) + "\n")
+                records[entry.name] = rec
+                new_frames += rec["frames"]
+    finally:
+        scorers.close()
+    return new_frames, fresh

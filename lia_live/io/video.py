@@ -178,10 +178,13 @@ def check_driving(driving: str) -> None:
 
 
 def _pyav_can_decode(path: Path) -> bool:
-    """True when PyAV (quietly) finds a video stream; OpenCV would print FFmpeg noise on bad files."""
+    """True when PyAV (quietly) finds a video stream; OpenCV would print FFmpeg noise on bad files. Without
+    PyAV (a bare GPU machine has only OpenCV) True: OpenCV's own open and first read decide."""
     try:
         import av
-
+    except ImportError:
+        return True
+    try:
         with av.open(str(path)) as c:
             return len(c.streams.video) > 0
     except Exception:  # noqa: BLE001 - PyAV raises many types for foreign files: all mean "not a video"

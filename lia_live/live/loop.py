@@ -133,7 +133,7 @@ def pipelined_loop(cfg: LiveConfig, stages: LiveStages, cap: Capture, outputs: l
     pipe.stage("track", reader(cap, stages, limit, 1.0 / (cfg.output.fps or 30.0)), None, tracked)
     pipe.stage("model", lambda work: stages.infer(work) or None, tracked, rendered,
                on_start=stages.warm_up)  # GPU first-run fixes: warm-up on the model stage's own thread
-    pipe.start()
+    pipe.start(stop)  # returns once the model stage has warmed up, or on stop
     try:
         while not stop.is_set() and not sink.done():
             works = rendered.get(stop, timeout=0.05)

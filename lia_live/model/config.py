@@ -22,12 +22,12 @@ class GeneratorConfig:
     channel_div: int = 1
 
     def __post_init__(self):
-        if self.size < 64 or self.size & (self.size - 1):
-            raise ValueError(f"size must be a power of two >= 64, got {self.size}")
-        if self.style_dim < 1 or self.motion_dim < 1 or self.motion_dim > self.style_dim:
-            raise ValueError(f"need 1 <= motion_dim ({self.motion_dim}) <= style_dim ({self.style_dim})")
-        if self.channel_multiplier < 1 or self.channel_div < 1:
-            raise ValueError("channel_multiplier and channel_div must be >= 1")
+        if self.size < 64 or self.size > 2048 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two in [64, 2048], got {self.size}")
+        if self.style_dim > 4096 or self.motion_dim < 1 or self.motion_dim > self.style_dim:
+            raise ValueError(f"need 1 <= motion_dim ({self.motion_dim}) <= style_dim ({self.style_dim}) <= 4096")
+        if not (1 <= self.channel_multiplier <= 16 and 1 <= self.channel_div <= 512):
+            raise ValueError("channel_multiplier must be in [1, 16] and channel_div in [1, 512]")
 
     @property
     def log_size(self) -> int:

@@ -19,7 +19,6 @@ background thread reconnects (re-sending the portraits and the reference) until 
 from __future__ import annotations
 
 import os
-import ssl
 import threading
 import time
 from collections import deque
@@ -34,13 +33,15 @@ from ..errors import UserError
 from ..imaging import check_rgb, from_tensor, resize, to_tensor
 from ..log import log
 from .protocol import (
-    FULL_CLOSE,
     TOKEN_CLOSE,
     ProtocolError,
+    client_ssl,
+    close_reason,
     decode_image,
     encode_image,
     floats,
     pack,
+    server_uri,
     to_model,
     to_uint8,
     unpack,
@@ -68,16 +69,6 @@ class _Pending:
     image: torch.Tensor | None
 
 
-def server_uri(address: str, tls: bool = False) -> str:
-    """``HOST:PORT`` → ``ws://HOST:PORT`` (``wss://`` with TLS); URLs pass through."""
-    if address.startswith(("ws://", "wss://")):
-        return address
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"«remote» must be HOST:PORT (or a ws:// / wss:// URL), got {address!r}")
-    return f"{'wss' if tls else 'ws'}://{address}"
-
-
 class RemoteAnimator:
     """The Animator interface, animated by a remote server (see the module docstring)."""
 
@@ -85,7 +76,7 @@ class RemoteAnimator:
                  timeout: float = 2.0, motion_power: float = 1.0, say: Callable[[str], None] = log):
         self.uri = server_uri(address, tls=ca is not None)
         self.token, self.codec, self.quality, self.timeout, self.say = token, codec, int(quality), timeout, say
-        self._ssl = _client_ssl(self.uri, ca)
+        self._ssl = client_ssl(self.uri, ca)
         self.motion_power = float(motion_power)
         self.alpha_ref: torch.Tensor | None = None
         self.device = torch.device("cpu")
@@ -136,25 +127,32 @@ class RemoteAnimator:
             header, payload = unpack(conn.recv(timeout=max(1.0, self.timeout)))
         except ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd is not None else None
-            raise _Refused(_close_reason(self.uri, code)) from None
+            raise _Refused(close_reason(self.uri, code)) from None
         except (OSError, TimeoutError, ProtocolError) as e:
             conn.close()
             raise _Refused(f"the lia-live server at {self.uri} did not answer: {e}") from None
         if header["t"] != "welcome":
             conn.close()
-            raise _Refused(_close_reason(self.uri, TOKEN_CLOSE if header.get("code") == "token" else None))
-        m, d = int(header["motion_dim"]), int(header["latent_dim"])
-        header["basis"] = torch.from_numpy(np.frombuffer(payload, np.float32).copy().reshape(d, m))
+            raise _Refused(close_reason(self.uri, TOKEN_CLOSE if header.get("code") == "token" else None))
+        try:
+            m, d = int(header["motion_dim"]), int(header["latent_dim"])
+            header["basis"] = torch.from_numpy(np.frombuffer(payload, np.float32).copy().reshape(d, m))
+            int(header["size"])
+        except (KeyError, TypeError, ValueError):
+            conn.close()
+            raise _Refused(f"{self.uri} answered, but not as a lia-live server") from None
         return conn, str(header["session"]), header
 
     def close(self) -> None:
         self._closed.set()
+        if self._reconnecting is not None:
+            self._reconnecting.join(timeout=10)
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-        if self._reconnecting is not None:
-            self._reconnecting.join(timeout=5)
+            fresh, self._fresh = self._fresh, None
+        for c in (conn, fresh[0] if fresh else None):
+            if c is not None:
+                c.close()
 
     def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes] | None:
         """One round trip on the current connection; None (and reconnection) when the server is gone."""
@@ -407,24 +405,6 @@ def _run_live() -> Callable[..., dict]:
 
 class _Refused(Exception):
     pass
-
-
-def _close_reason(uri: str, code: int | None) -> str:
-    if code == TOKEN_CLOSE:
-        return (f"the lia-live server at {uri} refused the token (give the one 'lia-live serve' printed: "
-                f"«remote_token» or $LIA_REMOTE_TOKEN)")
-    if code == FULL_CLOSE:
-        return f"the lia-live server at {uri} already has its maximum of clients"
-    return f"the lia-live server at {uri} closed the connection (code {code})"
-
-
-def _client_ssl(uri: str, ca: Path | None) -> ssl.SSLContext | None:
-    if not uri.startswith("wss://"):
-        return None
-    try:
-        return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
-    except (OSError, ssl.SSLError) as e:
-        raise UserError(f"cannot load the certificate «remote_ca» {ca}: {e}") from None
 
 
 def run_remote(cfg, remote: RemoteConfig, run: Callable | None = None) -> dict:

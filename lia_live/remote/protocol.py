@@ -14,10 +14,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import ssl
 import struct
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import UserError
 
 VERSION = 1
 CODECS = ("jpeg", "webp", "png")
@@ -128,3 +132,31 @@ def to_model(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 (S, S, 3) → (1, 3, S, S) in [-1, 1], as :func:`lia_live.imaging.to_tensor` but in NumPy."""
     x = image.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
     return torch.from_numpy(np.ascontiguousarray(x))[None]
+
+
+def server_uri(address: str, tls: bool = False) -> str:
+    """``HOST:PORT`` → ``ws://HOST:PORT`` (``wss://`` with TLS); URLs pass through."""
+    if address.startswith(("ws://", "wss://")):
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"«remote» must be HOST:PORT (or a ws:// / wss:// URL), got {address!r}")
+    return f"{'wss' if tls else 'ws'}://{address}"
+
+
+def close_reason(uri: str, code: int | None) -> str:
+    if code == TOKEN_CLOSE:
+        return (f"the lia-live server at {uri} refused the token (give the one 'lia-live serve' printed: "
+                f"«remote_token» or $LIA_REMOTE_TOKEN)")
+    if code == FULL_CLOSE:
+        return f"the lia-live server at {uri} already has its maximum of clients"
+    return f"the lia-live server at {uri} closed the connection (code {code})"
+
+
+def client_ssl(uri: str, ca: Path | None) -> ssl.SSLContext | None:
+    if not uri.startswith("wss://"):
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+    except (OSError, ssl.SSLError) as e:
+        raise UserError(f"cannot load the certificate «remote_ca» {ca}: {e}") from None

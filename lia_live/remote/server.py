@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 import ssl
 import threading
@@ -70,6 +71,7 @@ class RemoteServer:
         self.ssl = server_ssl(cfg)
         self.worker = ModelWorker(anim, cfg.batch_window / 1000.0, cfg.max_batch)
         self.sessions: set[Session] = set()
+        self.connections = 0  # open connections, with or without a session yet (the event loop's thread only)
         self.worker.watch(self.sessions)
         self.basis = anim.basis.float().cpu().numpy().astype(np.float32)  # (D, M)
         self.motion_dim = int(self.basis.shape[1])
@@ -86,11 +88,11 @@ class RemoteServer:
     # ---- running ---------------------------------------------------------------------------------------------
     async def serve(self, on_ready: Callable[[str, int], None] | None = None) -> None:
         """Listen until :meth:`stop`."""
-        import websockets
+        from websockets.asyncio.server import serve
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with websockets.serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
+        async with serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
                                     max_size=self.cfg.max_message, max_queue=2,
                                     open_timeout=self.cfg.hello_timeout, ping_interval=10, ping_timeout=20,
                                     logger=_quiet_logger()) as server:
@@ -132,10 +134,11 @@ class RemoteServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = _peer(ws)
-        if len(self.sessions) >= self.cfg.max_clients:
+        if self.connections >= self.cfg.max_clients:  # connections that have not said hello yet count too
             log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
             await ws.close(FULL_CLOSE, "server full")
             return
+        self.connections += 1
         session: Session | None = None
         try:
             session = await self._hello(ws, peer)
@@ -167,6 +170,7 @@ class RemoteServer:
             log(f"dropped {peer}: {type(e).__name__}: {e}")
             await ws.close(1011, "server error")
         finally:
+            self.connections -= 1
             if session is not None:
                 self.sessions.discard(session)
 
@@ -214,7 +218,7 @@ class RemoteServer:
     def _select(self, s: Session, header: dict) -> None:
         src = header.get("source")
         if src is not None:
-            if not isinstance(src, int) or src not in s.sources:
+            if not isinstance(src, int) or isinstance(src, bool) or src not in s.sources:
                 raise ProtocolError(f"unknown source id {src!r}")
             s.source = src
         m = self.motion_dim
@@ -278,6 +282,9 @@ def serve_forever(server: RemoteServer, announce: Callable[[str, int], None]) ->
     started = time.perf_counter()
     try:
         asyncio.run(main())
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise UserError(f"cannot listen on {server.cfg.host}:{server.cfg.port}: {why}") from None
     finally:
         server.worker.close()
-        log(f"stopped after {time.perf_counter() - started:.0f} s")
+    log(f"stopped after {time.perf_counter() - started:.0f} s")
