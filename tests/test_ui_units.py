@@ -273,7 +273,7 @@ def test_panel_options_and_the_host_warning():
     from lia_live.ui.app import DEFAULT_PORT, host_warning
 
     a = build_ui_parser().parse_args([])
-    assert (a.host, a.port, a.no_browser, a.sources) == ("127.0.0.1", DEFAULT_PORT, False, None)
+    assert (a.host, a.port, a.no_browser, getattr(a, "sources", None)) == ("127.0.0.1", DEFAULT_PORT, False, None)
     a = build_ui_parser().parse_args(["--port", "0", "--no-browser", "--host", "0.0.0.0", "--source", "x.png"])
     assert (a.host, a.port, a.no_browser) == ("0.0.0.0", 0, True)
     assert host_warning("127.0.0.1") is None and host_warning("localhost") is None
