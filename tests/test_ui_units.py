@@ -193,27 +193,42 @@ def test_tiles_and_message_layout():
     assert json.loads(msg[4:4 + n]) == {"seq": 3} and msg[4 + n:4 + n + 2] == b"\xff\xd8"  # a JPEG
 
 
-def test_encoder_works_only_for_viewers_and_keeps_the_newest():
-    frames = {"now": _preview(1)}
-    enc = PreviewEncoder(lambda: frames["now"], poll=0.002, height=60)
+class Published:
+    """A preview source: the stand-in (polled) or the real controller (its publish wakes the encoder)."""
+
+    def __init__(self, real: bool):
+        from lia_live.live import LiveController
+
+        self.ctrl = LiveController(say=lambda line: None) if real else None
+        self.now = None
+
+    def publish(self, frame) -> None:
+        if self.ctrl is not None:
+            self.ctrl.publish(frame)
+        self.now = frame
+
+    def source(self):
+        return self.ctrl.preview if self.ctrl is not None else (lambda: self.now)
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["polled", "woken-by-publish"])
+def test_encoder_encodes_the_newest_frame_only_for_a_waiting_page(real):
+    src = Published(real)
+    src.publish(_preview(1))
+    enc = PreviewEncoder(src.source(), height=60)
+    assert (enc.source_owner is not None) == real
     enc.start()
+
+    def newest(seen):
+        count, msg = asyncio.run(asyncio.wait_for(enc.newer(seen), 10))
+        return count, json.loads(msg[4:4 + struct.unpack("<I", msg[:4])[0]])["seq"]
+
     try:
-        time.sleep(0.05)
-        assert enc.encoded == 0  # nobody watching: nothing encoded
-        enc.viewer(True)
-
-        async def newest(seen):
-            return await asyncio.wait_for(enc.newer(seen), 5)
-
-        count, msg = asyncio.run(newest(0))
-        frames["now"] = _preview(2)
-        for _ in range(500):
-            if enc.encoded == 2:
-                break
-            time.sleep(0.01)
-        count2, msg2 = asyncio.run(newest(count))
-        head = json.loads(msg2[4:4 + struct.unpack("<I", msg2[:4])[0]])
-        assert (count, count2, head["seq"], enc.encoded) == (1, 2, 2, 2)
+        assert newest(0) == (1, 1) and enc.encoded == 1
+        for seq in (2, 3, 4):  # no page waits meanwhile: none of these is encoded...
+            src.publish(_preview(seq))
+        assert newest(1) == (2, 4) and enc.encoded == 2  # ...until one asks: it gets the newest
+        assert newest(0) == (2, 4) and enc.encoded == 2  # a new page gets the last one at once
     finally:
         enc.stop()
 
@@ -258,7 +273,7 @@ def test_panel_options_and_the_host_warning():
     from lia_live.ui.app import DEFAULT_PORT, host_warning
 
     a = build_ui_parser().parse_args([])
-    assert (a.host, a.port, a.no_browser, a.source) == ("127.0.0.1", DEFAULT_PORT, False, None)
+    assert (a.host, a.port, a.no_browser, getattr(a, "sources", None)) == ("127.0.0.1", DEFAULT_PORT, False, None)
     a = build_ui_parser().parse_args(["--port", "0", "--no-browser", "--host", "0.0.0.0", "--source", "x.png"])
     assert (a.host, a.port, a.no_browser) == ("0.0.0.0", 0, True)
     assert host_warning("127.0.0.1") is None and host_warning("localhost") is None

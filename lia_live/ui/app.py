@@ -23,6 +23,7 @@ from ..live import LiveController, run_live
 from ..log import log
 from ..runtime import make_animator
 from ..settings import LiveConfig
+from ..signals import Stopper
 from . import prefs
 from .devices import Devices, InputChoice, SwitchingInput, SwitchingOutputs
 from .panel import Panel
@@ -121,27 +122,31 @@ def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout
 
 def _serve(cfg: LiveConfig, ctrl: LiveController, devices: Devices, inp: SwitchingInput,
            outs: SwitchingOutputs, anim) -> int:
+    """Run the loop whenever it is wanted; between runs a signal (Ctrl-C, SIGTERM) closes the panel."""
     first = True
-    while True:
-        if not devices.want_running:
-            devices.wait_for_start(0.5)
-            continue
-        run_cfg = session_config(cfg, ctrl, devices, first)
-        if not run_cfg.sources:
-            ctrl.say("add a source portrait on the page, then press Start")
-            devices.want_running = False
-            continue
-        try:
-            stats = run_live(run_cfg, capture=inp, animator=anim, extra_outputs=[outs], controller=ctrl)
-        except UserError as e:  # kept in the controller's messages by run_live: shown on the page
-            log(f"error: {e}")
-            devices.want_running = False
-            continue
-        finally:
-            first = False
-        if not devices.stop_requested:
-            return int(stats.get("exit_code", 0))
-        devices.stop_requested = False
+    with Stopper("closing the control panel", say=ctrl.say) as idle:
+        while True:
+            if not devices.want_running:
+                if idle.requested:
+                    return idle.exit_code or 0
+                devices.wait_for_start(0.5)
+                continue
+            run_cfg = session_config(cfg, ctrl, devices, first)
+            if not run_cfg.sources:
+                ctrl.say("add a source portrait on the page, then press Start")
+                devices.want_running = False
+                continue
+            try:  # run_live's own Stopper takes the signals while it runs
+                stats = run_live(run_cfg, capture=inp, animator=anim, extra_outputs=[outs], controller=ctrl)
+            except UserError as e:  # kept in the controller's messages by run_live: shown on the page
+                log(f"error: {e}")
+                devices.want_running = False
+                continue
+            finally:
+                first = False
+            if not devices.stop_requested:
+                return int(stats.get("exit_code", 0))
+            devices.stop_requested = False
 
 
 def _open_browser(url: str) -> None:
