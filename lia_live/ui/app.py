@@ -27,11 +27,10 @@ from ..signals import Stopper
 from . import prefs
 from .devices import Devices, InputChoice, SwitchingInput, SwitchingOutputs
 from .panel import Panel
-from .security import new_token
+from .security import LOOPBACK, new_token
 from .server import PanelServer
 
 DEFAULT_PORT = 8780
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
