@@ -12,12 +12,15 @@ import pytest
 import torch
 
 from lia_live.frames import (
+    DeviceFrames,
     FrameDownloader,
     FrameUploader,
+    HostFrames,
     _HostBuffer,
     check_frame,
     crop_to_model,
     face_to_255,
+    frame_path,
     resize_hwc,
     to_model,
 )
@@ -304,3 +307,15 @@ def test_cuda_path_matches_cpu():
     assert np.abs(out.astype(int) - ref).max() <= 1
     small = down.download(up.upload(portrait[:100, :60]), copy=True)  # new shapes re-allocate both buffers
     assert np.array_equal(small, portrait[:100, :60])
+
+
+def test_frame_path_choice_and_the_two_paths_agree_on_the_model_input(astronaut):
+    cpu = torch.device("cpu")
+    assert type(frame_path("auto", cpu)) is HostFrames and type(frame_path("host", cpu)) is HostFrames
+    assert type(frame_path("device", cpu)) is DeviceFrames  # on CPU tensors: what the CUDA path runs
+    frame = np.ascontiguousarray(astronaut[:300, :400])
+    box = center_box(frame)
+    host = HostFrames(cpu).model_input(frame, box, 64)  # (1, 3, 64, 64)
+    dev = DeviceFrames(cpu).model_input(frame, box, 64)
+    assert host.shape == dev.shape == (1, 3, 64, 64)
+    assert float((host - dev).abs().max()) <= 2 / 127.5 + 1e-6  # the host path rounds its crop to uint8

@@ -272,7 +272,8 @@ def _start_server(ckpt, port: int, extra=(), prefix=()):
 
 
 @pytest.mark.slow  # two server processes start (torch import): ~10 s on 2 idle cores
-def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys):
+@pytest.mark.parametrize("inflight", [1, 2])
+def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys, inflight):
     """SIGKILL the server mid-run, start it again on the same port: the client never crashes, no output frame
     is black (the last animated frame is held), it says so once, reconnects by itself and animates again."""
 
@@ -284,7 +285,7 @@ def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path,
     proc, port = _start_server(ckpt, 0)
     cap = PacedCapture(driving(faces[0], 40), period=0.01)
     out = Collect()
-    anim = RemoteAnimator(f"127.0.0.1:{port}", TOKEN, timeout=1.0)
+    anim = RemoteAnimator(f"127.0.0.1:{port}", TOKEN, timeout=1.0, inflight=inflight)
     marks: dict = {}
     procs = [proc]
 
@@ -491,3 +492,22 @@ def test_serve_on_a_busy_port_is_one_line_exit_2(gen, tmp_path, capsys):
     errors = [ln for ln in captured.err.splitlines() if "error" in ln]
     assert rc == 2 and captured.out == "" and len(errors) == 1
     assert errors[0] == f"lia-live: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_two_frames_in_flight_lag_one_frame_exactly(gen, faces, portrait_png):
+    """``inflight=2`` (for slow links): frame i shows what the local run showed for frame i − 1 (PNG: exactly),
+    the first frame shows the portrait itself, nothing is black, and no extra round trips are made."""
+    frames = driving(faces[0], 12)
+    local, _ = _run(_cfg(portrait_png), frames, Animator(gen))
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN, codec="png", inflight=2)
+        try:
+            remote, stats = _run(_cfg(portrait_png), frames, anim)
+        finally:
+            anim.close()
+    assert len(remote) == len(local) == stats["frames"] == 12
+    assert all(np.array_equal(remote[i], local[i - 1]) for i in range(1, 12))
+    assert not np.array_equal(remote[0], local[0]) and float(remote[0].mean()) > 20
+    # 11 replies read (the 12th frame's never is), and two explicit renders when the reference is stored:
+    # the frame already in flight then was sent with the old plan
+    assert anim.stats()["round_trips"] == 11 + 2

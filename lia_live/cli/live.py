@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     from ..live import run_live
 
     if remote.remote is not None:
-        from ..remote.client import run_remote
+        from ..remote.session import run_remote
 
         stats = run_remote(cfg, remote, run=functools.partial(run_live, portraits=portraits))
     else:

@@ -55,7 +55,7 @@ def main_ui(argv: list[str]) -> int:
     remote = config_from_args(RemoteConfig(), a, "remote")
     if remote.remote is None:
         return run_panel(cfg, opts)
-    from ..remote.client import run_remote  # the model on a 'lia-live serve' server: the panel works the same
+    from ..remote.session import run_remote  # the model on a 'lia-live serve' server: the panel works the same
 
     stats = run_remote(cfg, remote, run=lambda c, animator: {"exit_code": run_panel(c, opts, animator=animator)})
     return int(stats["exit_code"])

@@ -2,6 +2,8 @@
 
 from .client import RemoteAnimator, RemoteSource
 from .server import RemoteServer, new_token
+from .session import run_remote
 from .settings import RemoteConfig, ServeConfig
 
-__all__ = ["RemoteAnimator", "RemoteConfig", "RemoteServer", "RemoteSource", "ServeConfig", "new_token"]
+__all__ = ["RemoteAnimator", "RemoteConfig", "RemoteServer", "RemoteSource", "ServeConfig", "new_token",
+           "run_remote"]

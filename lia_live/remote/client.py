@@ -18,7 +18,6 @@ background thread reconnects (re-sending the portraits and the reference) until 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -46,7 +45,6 @@ from .protocol import (
     to_uint8,
     unpack,
 )
-from .settings import RemoteConfig
 from .worker import FRAME, STORED
 
 RETRY_SECONDS = 0.5
@@ -67,13 +65,15 @@ class _Pending:
     alpha: torch.Tensor
     plan: dict
     image: torch.Tensor | None
+    hold: bool = False  # a frame sent while the pipe fills: show ``image`` (the last picture) as it is
 
 
 class RemoteAnimator:
     """The Animator interface, animated by a remote server (see the module docstring)."""
 
     def __init__(self, address: str, token: str, *, ca: Path | None = None, codec: str = "jpeg", quality: int = 90,
-                 timeout: float = 2.0, motion_power: float = 1.0, say: Callable[[str], None] = log):
+                 timeout: float = 2.0, motion_power: float = 1.0, inflight: int = 1,
+                 say: Callable[[str], None] = log):
         self.uri = server_uri(address, tls=ca is not None)
         self.token, self.codec, self.quality, self.timeout, self.say = token, codec, int(quality), timeout, say
         self._ssl = client_ssl(self.uri, ca)
@@ -94,6 +94,10 @@ class RemoteAnimator:
         self._last_alpha: torch.Tensor | None = None
         self._last_image: torch.Tensor | None = None
         self._seq = 0
+        self.inflight = max(1, int(inflight))  # frames sent and not yet answered, at most (2+: output lags)
+        self._queue: deque = deque()  # (seq, spec) of the frames in flight, oldest first
+        self._sent: dict[int, tuple[float, int]] = {}  # seq → (send time, bytes) until its reply is read
+        self._early: dict[int, tuple[dict, bytes]] = {}  # replies read while waiting for a later one
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._reconnecting: threading.Thread | None = None
@@ -154,38 +158,59 @@ class RemoteAnimator:
             if c is not None:
                 c.close()
 
-    def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes] | None:
-        """One round trip on the current connection; None (and reconnection) when the server is gone."""
+    def _send(self, header: dict, payload: bytes = b"") -> int | None:
+        """Send one request on the current connection; its sequence number, or None (and reconnection)."""
         from websockets.exceptions import ConnectionClosed
 
         conn = self._conn
         if conn is None:
             return None
         self._seq += 1
-        header = {**header, "session": self.session, "seq": self._seq}
-        message = pack(header, payload)
-        t0 = time.perf_counter()
+        message = pack({**header, "session": self.session, "seq": self._seq}, payload)
         try:
             conn.send(message)
-            while True:
-                raw = conn.recv(timeout=self.timeout)
-                reply, data = unpack(raw)
-                if reply.get("seq", self._seq) == self._seq:
-                    break
-        except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as e:
+        except (ConnectionClosed, OSError) as e:
             self._lost(e)
             return None
-        rtt = time.perf_counter() - t0
-        server = float(reply.get("server_ms", 0.0)) / 1e3
+        self._sent[self._seq] = (time.perf_counter(), len(message))
+        return self._seq
+
+    def _receive(self, seq: int) -> tuple[dict, bytes] | None:
+        """The reply to request ``seq`` (replies come in order; earlier ones are kept for their callers)."""
+        from websockets.exceptions import ConnectionClosed
+
+        conn = self._conn
+        while seq not in self._early:
+            if conn is None or seq not in self._sent:
+                return None
+            try:
+                raw = conn.recv(timeout=self.timeout)
+                reply, data = unpack(raw)
+            except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as e:
+                self._lost(e)
+                return None
+            got = reply.get("seq")
+            if got not in self._sent:
+                continue
+            t0, sent = self._sent.pop(got)
+            self._account(time.perf_counter() - t0, float(reply.get("server_ms", 0.0)) / 1e3, sent, len(raw))
+            self._early[got] = (reply, data)
+        return self._early.pop(seq)
+
+    def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes] | None:
+        """One round trip (after the replies of any frames still in flight)."""
+        seq = self._send(header, payload)
+        return None if seq is None else self._receive(seq)
+
+    def _account(self, rtt: float, server: float, sent: int, received: int) -> None:
         self.rtt_ms.append(rtt * 1e3)
         self.server_ms.append(server * 1e3)
         self.round_trips += 1
-        self.bytes_sent += len(message)
-        self.bytes_received += len(raw)
+        self.bytes_sent += sent
+        self.bytes_received += received
         if self.timer is not None:
             self.timer.add("rtt", rtt)
             self.timer.add("server", server)
-        return reply, data
 
     def attach_timer(self, timer) -> None:
         """Report each round trip and the server's time for it into the live loop's StageTimer."""
@@ -197,6 +222,9 @@ class RemoteAnimator:
             if conn is None:
                 return
         conn.close()
+        self._queue.clear()
+        self._sent.clear()
+        self._early.clear()
         reason = f"{type(why).__name__}: {why}" if str(why) else type(why).__name__
         self.say(f"remote: lost the server at {self.uri} ({reason}); holding the last frame and reconnecting")
         if not self._closed.is_set() and (self._reconnecting is None or not self._reconnecting.is_alive()):
@@ -297,23 +325,35 @@ class RemoteAnimator:
     def relative(self) -> bool:
         return self.alpha_ref is not None
 
-    def motion(self, img: torch.Tensor) -> torch.Tensor:
-        """α (1, M) of a face crop (1, 3, S, S) in [-1, 1]; the crop is also animated with the last plan."""
+    def motion(self, img: torch.Tensor) -> torch.Tensor | None:
+        """α (1, M) of a face crop (1, 3, S, S) in [-1, 1]; the crop is also animated with the last plan.
+
+        With ``inflight`` N > 1 the crop is sent and the reply to the crop sent N − 1 calls ago is returned
+        (the output lags N − 1 frames); the first N − 1 calls return None (no motion yet: the controller
+        holds) and show the last picture."""
         src = self.require_source()
         self._adopt()
         self._pending = None
         header: dict = {"t": "step", "source": src.id, "render": self._spec}
         if self._spec["ref"] == STORED and not self._server_has_ref:
             header["set_ref"] = self._ref_values
-        got = self._request(header, encode_image(to_uint8(img), self.codec, self.quality)) \
+        seq = self._send(header, encode_image(to_uint8(img), self.codec, self.quality)) \
             if src.id is not None else None
-        if got is None:
+        if seq is None:
             return self._held_alpha()
         self._server_has_ref = self._server_has_ref or "set_ref" in header
+        self._queue.append((seq, self._spec))
+        if len(self._queue) < self.inflight:  # filling the pipe: no motion yet (as if no face), the last picture
+            self._pending = _Pending(torch.zeros(0), {}, self._held_image(), hold=True)
+            return None
+        oldest, spec = self._queue.popleft()
+        got = self._receive(oldest)
+        if got is None:
+            return self._held_alpha()
         reply, data = got
         alpha = torch.tensor([reply["alpha"]], dtype=torch.float32)
         image = to_model(decode_image(data, self.size)) if data else None
-        self._pending = _Pending(alpha, self._spec, image)
+        self._pending = _Pending(alpha, spec, image)
         self._last_alpha = alpha
         return alpha
 
@@ -325,6 +365,9 @@ class RemoteAnimator:
         ref = self.alpha_ref if alpha_ref is _OWN else alpha_ref
         power = self.motion_power if power is None else float(power)
         pending, self._pending = self._pending, None
+        if pending is not None and pending.hold:
+            assert pending.image is not None
+            return pending.image
         plan, set_ref = self._describe(alpha, ref, power, offset, None if pending is None else pending.alpha)
         if pending is not None and pending.image is not None and plan == pending.plan and set_ref is None:
             self._spec = plan
@@ -397,33 +440,5 @@ class RemoteAnimator:
         return f"remote: rtt {s['rtt_ms']:.1f} ms | server {s['server_ms']:.1f} ms"
 
 
-def _run_live() -> Callable[..., dict]:
-    from ..live import run_live
-
-    return run_live
-
-
 class _Refused(Exception):
     pass
-
-
-def run_remote(cfg, remote: RemoteConfig, run: Callable | None = None) -> dict:
-    """``lia-live --remote``: the live loop of :func:`lia_live.live.run_live` with a :class:`RemoteAnimator`."""
-    token = remote.remote_token or os.environ.get("LIA_REMOTE_TOKEN")
-    if not token:
-        raise UserError("remote mode needs the server's token: «remote_token» or $LIA_REMOTE_TOKEN "
-                        "('lia-live serve' prints it)")
-    runner: Callable[..., dict] = run if run is not None else _run_live()
-    assert remote.remote is not None
-    anim = RemoteAnimator(remote.remote, token, ca=remote.remote_ca, codec=remote.remote_codec,
-                          quality=remote.remote_quality, timeout=remote.remote_timeout,
-                          motion_power=cfg.motion.motion_power)
-    try:
-        stats = runner(cfg, animator=anim)
-        line = anim.line()
-    finally:
-        anim.close()
-    stats["remote"] = s = anim.stats()
-    log(f"{line} | {s['round_trips']} round trips, {s['reconnects']} reconnections, "
-        f"{s['held_frames']} frames held")
-    return stats

@@ -47,3 +47,6 @@ class RemoteConfig:
     remote_quality: int = option(90, "JPEG/WebP quality of the face crops", range=(1, 100), metavar="Q")
     remote_timeout: float = option(2.0, "a reply later than this counts as a lost server (the last frame is held "
                                    "while reconnecting)", range=(0.05, 60), metavar="SECONDS")
+    remote_inflight: int = option(1, "frames on their way to the server at once: 2 keeps the server busy during "
+                                  "the round trip (more fps on a slow link), the output then one frame behind",
+                                  range=(1, 4), metavar="N")
