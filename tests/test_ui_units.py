@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 import time
 from pathlib import Path
@@ -304,3 +305,65 @@ def test_cameras_from_sysfs(tmp_path, monkeypatch):
     cams = cameras.list_cameras(tmp_path)
     assert [(c["index"], c["name"]) for c in cams] == [(0, "Integrated Camera"), (10, "lia-live")]
     assert all(c["resolutions"] == cameras.COMMON for c in cams)
+
+
+class KeyWindow:
+    """A preview window stand-in: at its 5th frame it reads the panel's state over HTTP and presses '+', at
+    the 10th it reads it again and presses 'q' (the hotkeys of the OpenCV window)."""
+
+    def __init__(self, out: list[str]):
+        self.out, self.open, self.calls, self.seen = out, True, 0, []
+
+    def _power(self) -> float:
+        from uihelp import request
+
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", "".join(self.out))
+        assert m is not None
+        status, body = request(int(m.group(1)), "GET", f"/api/state?token={m.group(2)}")
+        return json.loads(body)["state"]["power"]
+
+    def show(self, rgb) -> int:
+        self.calls += 1
+        if self.calls == 5:
+            self.seen.append(self._power())
+            return ord("+")
+        if self.calls == 10:
+            self.seen.append(self._power())
+            return ord("q")
+        return -1
+
+    def close(self) -> None:
+        self.open = False
+
+
+def test_hotkeys_and_the_page_share_one_state(tmp_path, monkeypatch, astronaut):
+    """`lia-live ui` with a preview window: a key pressed in the window changes what the page reads; 'q'
+    there ends the panel (exit 0)."""
+    import cv2
+
+    from lia_live.settings import LiveConfig
+    from lia_live.ui.app import PanelOptions, run_panel
+
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_VIDEOS_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(frames_dir / f"{i:03d}.png"), cv2.cvtColor(np.roll(astronaut, 4 * i, axis=1),
+                                                                    cv2.COLOR_RGB2BGR))
+    cfg = LiveConfig(sources=(tmp_path / "face.png",)).replace(
+        capture={"driving": str(frames_dir)}, output={"vcam": False}, model={"backend": "eager"},
+        motion={"crop": "none"}, run={"stats_every": 0.0})
+
+    class Out(list):
+        def write(self, s):
+            self.append(s)
+
+        def flush(self):
+            pass
+
+    out = Out()
+    window = KeyWindow(out)
+    assert run_panel(cfg, PanelOptions(port=0, browser=False), out=out, window=window) == 0
+    assert window.seen == [1.0, 1.1] and window.calls == 10
