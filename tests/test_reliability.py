@@ -1191,3 +1191,14 @@ def test_training_numbers_out_of_their_declared_range_are_usage_errors(tmp_path,
     assert e.value.code == 2 and needle in capsys.readouterr().err
     with pytest.raises(UserError, match=r"iters 1000000000000 is outside \[1, 1e\+09\]"):
         TrainConfig(iters=10 ** 12).validate()  # a config built in code: the same declared range
+
+
+def test_training_out_overlapping_the_data_is_refused(tmp_path, capsys):
+    from train.run import main
+
+    data = write_png_clips(tmp_path / "data", 1, 2)
+    for out in (data / "run", data, tmp_path):
+        assert main(["--preset", "tiny", "--data", str(data), "--out", str(out), "--iters", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "overlap" in err and len(err.strip().splitlines()) == 1, err
+    assert not (data / "run").exists()
