@@ -1061,12 +1061,8 @@ def test_live_signals_keep_the_video_and_the_recording_in_step(inputs, signals):
     assert rc == {signal.SIGINT: 130, signal.SIGTERM: 143}[signals[0]], err
     n = count_video_frames(out)
     assert 1 <= n < 400 and len(load_template(rec)) == n, err
-    assert f"motion recorded: {rec} ({plural(n)})" in err and "Traceback" not in err
+    assert f"motion recorded: {rec} ({n} frame{'' if n == 1 else 's'})" in err and "Traceback" not in err
     assert leftovers(inputs["tmp"]) == []
-
-
-def plural(n: int) -> str:
-    return f"{n} frame" + ("" if n == 1 else "s")
 
 
 def test_live_on_a_clip_without_any_face_says_so_and_keeps_nothing(inputs, tmp_path, capsys):
