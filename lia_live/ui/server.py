@@ -9,7 +9,8 @@ Routes (all behind :class:`~lia_live.ui.security.Guard`: token, Host, Origin):
     POST /api/source          an image as the body (X-File-Name header): decoded, size-capped, added
     GET  /api/thumb/{i}       source i's thumbnail (JPEG)
     GET  /api/cameras         the cameras of this machine
-    WS   /ws                  text: {"type": "status", ...} 4× a second; binary: preview frames
+    WS   /ws                  text: {"type": "status", ...} 4× a second; binary: preview frames, the next
+                              one after the page sends "ack" (it has drawn the last one)
 
 A malformed request gets a 4xx and one log line; an unexpected failure a 500 and one log line. Neither
 reaches the pipeline's threads. Choice of library and transport: docs/ui.md.
@@ -30,6 +31,7 @@ from .security import Guard
 
 STATIC = Path(__file__).parent / "static"
 STATUS_EVERY = 0.25
+ACK_TIMEOUT = 1.0
 
 
 class BadRequest(Exception):
@@ -128,13 +130,14 @@ async def _json_body(request, limit: int) -> dict:
 
 
 async def _websocket(ws, panel) -> None:
-    """Status 4× a second and every new preview frame, until the page goes away."""
+    """Status 4× a second and preview frames (each sent once the page acknowledged the previous one), until
+    the page goes away."""
     from starlette.websockets import WebSocketDisconnect
 
     await ws.accept()
-    panel.preview.viewer(True)
-    tasks = [asyncio.create_task(_send_status(ws, panel)), asyncio.create_task(_send_frames(ws, panel)),
-             asyncio.create_task(_drain(ws))]
+    acked = asyncio.Event()
+    tasks = [asyncio.create_task(_send_status(ws, panel)), asyncio.create_task(_send_frames(ws, panel, acked)),
+             asyncio.create_task(_receive(ws, acked))]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -144,7 +147,6 @@ async def _websocket(ws, panel) -> None:
     finally:
         for t in tasks:
             t.cancel()
-        panel.preview.viewer(False)
 
 
 async def _send_status(ws, panel) -> None:
@@ -155,18 +157,26 @@ async def _send_status(ws, panel) -> None:
         await asyncio.sleep(STATUS_EVERY)
 
 
-async def _send_frames(ws, panel) -> None:
+async def _send_frames(ws, panel, acked: asyncio.Event) -> None:
+    """The newest frame, then wait for the page's "ack" (drawn): a slow page gets fewer frames, no queue."""
     seen = 0
     while True:
         seen, message = await panel.preview.newer(seen)
+        acked.clear()
         await ws.send_bytes(message)
+        try:
+            await asyncio.wait_for(acked.wait(), ACK_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass  # a page that never acknowledges still gets a frame now and then
 
 
-async def _drain(ws) -> None:
+async def _receive(ws, acked: asyncio.Event) -> None:
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
             return
+        if msg.get("text") == "ack":
+            acked.set()
 
 
 class PanelServer:
@@ -187,7 +197,8 @@ class PanelServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # open it here
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/?token={self.token}"
 
     def _serve(self) -> None:
