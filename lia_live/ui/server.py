@@ -197,7 +197,8 @@ class PanelServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # open it here
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/?token={self.token}"
 
     def _serve(self) -> None:
