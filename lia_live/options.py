@@ -198,6 +198,8 @@ def _item_type(tp: Any) -> Any:
 def _value_type(meta: Mapping[str, Any], tp: Any) -> Callable[[str], Any]:
     """The argparse ``type`` of one value of a field of type ``tp``."""
     rng = meta.get("range") or (None, None)
+    if meta.get("parse"):
+        return meta["parse"]
     if meta.get("csv"):
         return comma_list(meta["choices"])
     if tp is float:
@@ -227,7 +229,7 @@ def _option_kwargs(f: dataclasses.Field, tp: Any, default: Any, dest: str, help:
         kw.update(action="append", type=_value_type(meta, _item_type(tp)))
     elif meta.get("nargs"):
         kw.update(nargs=meta["nargs"], type=_value_type(meta, _item_type(tp)))
-    elif base is tuple and not meta.get("csv"):
+    elif base is tuple and not meta.get("csv") and not meta.get("parse"):
         kw["type"] = size_arg
     else:
         kw["type"] = _value_type(meta, base)

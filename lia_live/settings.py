@@ -21,18 +21,19 @@ def option(default: Any = None, help: str = "", *, flag: str | None = None, rang
            choices: tuple | None = None, metavar: str | tuple | None = None, negate: str | None = None,
            cli: bool = True, repeat: bool = False, factory: Any = None, required: bool = False,
            nargs: int | str | None = None, csv: bool = False, toggle: bool = False, positional: bool = False,
-           aliases: tuple[str, ...] = ()) -> Any:
+           aliases: tuple[str, ...] = (), parse: Any = None) -> Any:
     """A dataclass field with its command-line description.
 
     ``range=(lo, hi)``: finite numbers within it; ``negate="--no-vcam"``: a boolean switched off by that flag
     (its help describes that flag); ``toggle``: a boolean with ``--name`` / ``--no-name``; ``cli=False``: not a
     command-line option; ``repeat``: the flag may be given several times (a tuple); ``nargs``: several values
     after one flag (a tuple); ``csv``: a comma-separated subset of ``choices`` (a tuple); ``aliases``: older
-    spellings that still work; ``positional``: an argument without a flag.
+    spellings that still work; ``positional``: an argument without a flag; ``parse``: the value's own parser
+    (an argparse type) where none of the above fits.
     """
     meta = {"help": help, "flag": flag, "range": range, "choices": choices, "metavar": metavar,
             "negate": negate, "cli": cli, "repeat": repeat, "required": required, "nargs": nargs, "csv": csv,
-            "toggle": toggle, "positional": positional, "aliases": aliases}
+            "toggle": toggle, "positional": positional, "aliases": aliases, "parse": parse}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
