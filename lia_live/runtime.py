@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,8 +110,9 @@ def demo_checkpoint() -> Path | None:
     return p if p.is_file() else None
 
 
-def resolve_checkpoint(arg: str | os.PathLike | None, allow_demo: bool = True) -> Path:
-    """The given path, else checkpoints/vox.pt, else $LIA_CHECKPOINT, else the bundled demo model."""
+def resolve_checkpoint(arg: str | os.PathLike | None, allow_demo: bool = True,
+                       say: Callable[[str], None] = log) -> Path:
+    """The given path, else checkpoints/vox.pt, else $LIA_CHECKPOINT, else the bundled demo model (said)."""
     if arg:
         p = Path(arg)
         if not p.exists():
@@ -128,14 +130,16 @@ def resolve_checkpoint(arg: str | os.PathLike | None, allow_demo: bool = True) -
         return Path(env)
     demo = demo_checkpoint() if allow_demo else None
     if demo is not None:
-        log(f"note: no official checkpoint found; using the bundled pipeline-demo model ({demo.name}). "
+        say(f"note: no official checkpoint found; using the bundled pipeline-demo model ({demo.name}). "
             f"{CHECKPOINT_HELP}")
         return demo
     raise UserError(f"no checkpoint given and none found in ./checkpoints/. {CHECKPOINT_HELP}")
 
 
-def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = True) -> Animator:
-    """Load the checkpoint on the resolved device and backend, and say loudly what runs where."""
+def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = True,
+                  say: Callable[[str], None] = log) -> Animator:
+    """Load the checkpoint on the resolved device and backend, and say loudly (through ``say``) what runs
+    where."""
     import torch
 
     from .animator import Animator
@@ -143,16 +147,16 @@ def make_animator(cfg: ModelConfig, motion_power: float = 1.0, announce: bool = 
     from .model.checkpoint import load_generator
 
     device = model_device(cfg)
-    ckpt = resolve_checkpoint(cfg.checkpoint)
+    ckpt = resolve_checkpoint(cfg.checkpoint, say=say)
     backend = resolve_backend_name(cfg.backend, device)
     gen = load_generator(ckpt, device=device)
     anim = Animator(gen, backend=backend, device=device, precision=cfg.precision, motion_power=motion_power,
                     options=parse_backend_options(cfg.backend_options))
     anim.checkpoint = ckpt
     if announce:
-        log(f"model {ckpt} ({anim.size}²) | backend {anim.backend.name} | device {anim.device} | "
+        say(f"model {ckpt} ({anim.size}²) | backend {anim.backend.name} | device {anim.device} | "
             f"precision {anim.backend.precision}")
         if anim.device.type == "cpu" and torch.cuda.is_available():
-            log(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
+            say(f"WARNING: a CUDA GPU ({torch.cuda.get_device_name(0)}) is available but not used; "
                 f"set «device» to cuda (or auto) for real-time speed")
     return anim

@@ -7,7 +7,7 @@ Chromium, ``--rounds`` times, each ``--seconds`` long after a warm-up. Pipeline 
 by the pipeline / seconds. Preview latency = from the loop publishing a frame (after sending it to the
 outputs) to the page having drawn it (the page measures it per frame; same machine, same clock).
 
-    python scripts/ui_bench.py [--rounds 3] [--seconds 10] [--backend auto] [--json out.json]
+    python scripts/ui_bench.py [--rounds 3] [--seconds 10] [--backend auto] [--preview-rate 15] [--json out.json]
 """
 
 from __future__ import annotations
@@ -68,46 +68,63 @@ def frames(url: str) -> int:
         return int(json.loads(r.read())["stats"]["frames"])
 
 
-def measure(url: str, seconds: float, proc) -> tuple[float, float]:
-    """(pipeline fps, CPU ms of the lia-live process per output frame) over ``seconds``."""
-    c0, n0, t0 = _cpu(proc), frames(url), time.perf_counter()
+def measure(url: str, seconds: float, proc) -> tuple[float, float, float]:
+    """(pipeline fps, CPU ms per output frame of the lia-live process, and of the browser's processes)."""
+    c0, b0, n0, t0 = _cpu([proc]), _cpu(_browser()), frames(url), time.perf_counter()
     time.sleep(seconds)
-    c1, n1, t1 = _cpu(proc), frames(url), time.perf_counter()
-    return (n1 - n0) / (t1 - t0), 1e3 * (c1 - c0) / max(1, n1 - n0)
+    c1, b1, n1, t1 = _cpu([proc]), _cpu(_browser()), frames(url), time.perf_counter()
+    n = max(1, n1 - n0)
+    return (n1 - n0) / (t1 - t0), 1e3 * (c1 - c0) / n, 1e3 * max(0.0, b1 - b0) / n
 
 
-def _cpu(proc) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
+def _browser() -> list:
+    import psutil
+
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if "chrom" in p.name().lower()]
 
 
-def run_rounds(url: str, pid: int, rounds: int, seconds: float) -> dict:
+def _cpu(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+        except Exception:  # noqa: BLE001 - a renderer process may end between listing and reading
+            pass
+    return total
+
+
+def run_rounds(url: str, pid: int, rounds: int, seconds: float, rate: str = "0") -> dict:
     import psutil
     from playwright.sync_api import sync_playwright
 
     proc = psutil.Process(pid)
-    without, with_page, latency, preview_fps, cpu_without, cpu_with = [], [], [], [], [], []
+    without, with_page, latency, preview_fps, cpu_without, cpu_with, cpu_browsers = [], [], [], [], [], [], []
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS)
         time.sleep(seconds / 2)  # warm-up: the model's first frames, the engine cache
         for r in range(rounds):
-            fps, cpu = measure(url, seconds, proc)
+            fps, cpu, _ = measure(url, seconds, proc)
             without.append(fps)
             cpu_without.append(cpu)
             page = browser.new_page()
             page.goto(url)
             page.wait_for_function("() => window.liaPanel && window.liaPanel.frames > 5", timeout=60_000)
+            page.select_option("#preview-rate", rate)
             page.evaluate("() => { window.liaPanel.latencies.length = 0; window.liaPanel.frames = 0; }")
             t0 = time.perf_counter()
-            fps, cpu = measure(url, seconds, proc)
+            fps, cpu, cpu_browser = measure(url, seconds, proc)
             with_page.append(fps)
             cpu_with.append(cpu)
+            cpu_browsers.append(cpu_browser)
             got = page.evaluate("() => [window.liaPanel.latencies.slice(), window.liaPanel.frames]")
             latency.extend(got[0])
             preview_fps.append(got[1] / (time.perf_counter() - t0))
             page.close()
             print(f"round {r + 1}: without {without[-1]:.2f} fps ({cpu_without[-1]:.1f} CPU ms/frame) | with the page "
-                  f"{with_page[-1]:.2f} fps ({cpu_with[-1]:.1f} CPU ms/frame), preview {preview_fps[-1]:.2f} fps, "
+                  f"{with_page[-1]:.2f} fps ({cpu_with[-1]:.1f} CPU ms/frame; browser {cpu_browsers[-1]:.1f}), "
+                  f"preview {preview_fps[-1]:.2f} fps, "
                   f"latency median {statistics.median(got[0]):.1f} ms", flush=True)
         browser.close()
     latency.sort()
@@ -115,6 +132,7 @@ def run_rounds(url: str, pid: int, rounds: int, seconds: float) -> dict:
             "preview_fps": [round(v, 2) for v in preview_fps],
             "cpu_ms_per_frame_without": round(statistics.median(cpu_without), 2),
             "cpu_ms_per_frame_with_page": round(statistics.median(cpu_with), 2),
+            "browser_cpu_ms_per_frame": round(statistics.median(cpu_browsers), 2),
             "ratio_median": round(statistics.median(with_page) / statistics.median(without), 3),
             "latency_ms_median": round(statistics.median(latency), 1),
             "latency_ms_p90": round(latency[int(0.9 * (len(latency) - 1))], 1),
@@ -127,11 +145,13 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--backend", default="auto")
     p.add_argument("--json", type=Path)
+    p.add_argument("--preview-rate", default="0", choices=("0", "15", "5", "1"),
+                   help="the page's preview cap (0: the pipeline's rate, the default)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as d:
         proc, url = start_panel(Path(d), a.backend)
         try:
-            result = run_rounds(url, proc.pid, a.rounds, a.seconds)
+            result = run_rounds(url, proc.pid, a.rounds, a.seconds, a.preview_rate)
         finally:
             proc.terminate()
             proc.wait(30)

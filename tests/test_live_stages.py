@@ -46,13 +46,15 @@ def clip(tmp_path, face, tiny_generator):
     return {"frames": frames, "dir": d, "src": src, "ckpt": ckpt}
 
 
-def _live_run(clip, tiny_generator, pipeline=True, controller=None, **motion):
+def _live_run(clip, tiny_generator, pipeline=True, controller=None, load=False, **motion):
+    """lia-live over the clip (every frame collected); ``load``: the model from the checkpoint file."""
     cfg = LiveConfig(sources=(clip["src"],)).replace(
         motion={"crop": "none", "source_crop": "none", **motion}, output={"size": (64, 64), "vcam": False},
-        run={"stats_every": 0, "pipeline": pipeline})
+        run={"stats_every": 0, "pipeline": pipeline},
+        model={"checkpoint": clip["ckpt"], "backend": "eager", "device": "cpu"})
     sink = Collect()
-    stats = run_live(cfg, capture=IterableCapture(iter(clip["frames"]), fps=30), animator=Animator(tiny_generator),
-                     extra_outputs=[sink], controller=controller)
+    stats = run_live(cfg, capture=IterableCapture(iter(clip["frames"]), fps=30),
+                     animator=None if load else Animator(tiny_generator), extra_outputs=[sink], controller=controller)
     return stats, sink.frames
 
 
@@ -217,12 +219,16 @@ class Failing(Collect):
 
 def test_preview_and_pipeline_errors_reach_the_controller(clip, tiny_generator):
     controller = LiveController(say=lambda m: None)
-    stats, frames = _live_run(clip, tiny_generator, controller=controller)
+    stats, frames = _live_run(clip, tiny_generator, controller=controller, load=True)
     p = controller.preview()
     assert p.seq == 7 and p.camera is clip["frames"][7] and np.array_equal(p.output, frames[-1])
     assert p.face_rgb().shape == (64, 64, 3) and p.face_found
-    said = controller.messages()[1]
-    assert said[:2] == ["input: frames (file: every frame)", "frame path: host (pipelined stages)"]
+    said = [m for m in controller.messages()[1] if not m.startswith("WARNING: a CUDA GPU")]  # on a GPU box
+    assert said[0] == f"model {clip['ckpt']} (64²) | backend eager | device cpu | precision fp32"
+    assert said[1:4] == ["running on the CPU: expect a few frames per second", "input: frames (file: every frame)",
+                         "frame path: host (pipelined stages)"]
+    assert controller.state()["info"] == {"backend": "eager", "device": "cpu", "precision": "fp32",
+                                          "model": str(clip["ckpt"])}
     assert said[-1].startswith("done: 8 frames")
     cfg = LiveConfig(sources=(clip["src"],)).replace(motion={"crop": "none", "source_crop": "none"},
                                                      output={"size": (64, 64), "vcam": False},

@@ -875,6 +875,7 @@ def test_every_int_backend_option_declares_its_range():
     (["--motion", "T", "--crop", "auto"], "--crop applies to --driving videos only"),
     (["--manipulate", "1", "--mode", "absolute"], "--mode applies to --driving videos only (--manipulate"),
     (["--driving", "D", "--mode", "absolute", "--reference", "landmarks"], "--mode absolute has none"),
+    (["--driving", "D", "--mode", "absolute", "--motion-power", "0.5"], "--motion-power scales relative motion"),
 ])
 def test_options_that_do_not_apply_are_refused(inputs, tmp_path, capsys, extra, needle):
     from lia_live.cli.animate import main as animate
@@ -889,7 +890,10 @@ def test_options_that_do_not_apply_are_refused(inputs, tmp_path, capsys, extra, 
 def test_live_warns_once_about_reference_in_absolute_mode(inputs, capsys):
     rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
                     "absolute", "--reference", "auto")
-    assert rc == 0 and err.count("warning: --reference auto") == 1, err
+    assert rc == 0 and err.count("warning: --reference auto shapes relative motion") == 1, err
+    rc, err = _live(capsys, "--source", inputs["src"], "--driving", inputs["folder"], "--no-vcam", "--mode",
+                    "absolute", "--motion-power", "1.5")
+    assert rc == 0 and err.count("warning: --motion-power 1.5 shapes relative motion") == 1, err
 
 
 # -- class 15: state read back: training checkpoints, lia-eval records -------------------------------------
@@ -1119,12 +1123,13 @@ def test_special_files_as_inputs_are_named_as_such(inputs, capsys):
 
 
 def test_eval_run_record_read_back_is_checked(inputs, tmp_path):
-    from lia_live.evaluation.runner import EvalConfig, run_evaluation
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
 
     out = tmp_path / "eval"
     out.mkdir()
-    cfg = EvalConfig(checkpoint=inputs["ck"], data=inputs["folder"], out=out, metrics=("l1",), domain="face",
-                     progress=False)
+    cfg = EvalConfig(model=ModelConfig(checkpoint=inputs["ck"], device="cpu"), data=inputs["folder"], out=out,
+                     metrics=("l1",), domain="face", progress=False)
     for content, needle in ((b"[1, 2]", "is not a lia-eval run record"), (b"{", "is not valid JSON"),
                             (b" " * (2 << 20), "is too large")):
         (out / "run.json").write_bytes(content)
@@ -1134,9 +1139,6 @@ def test_eval_run_record_read_back_is_checked(inputs, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,needle", [
-    ("--iters", str(10 ** 30), "--iters 1000000000000000000000000000000 is outside [1, 1e+09]"),
-    ("--workers", "100000", "--workers 100000 is outside [0, "),
-    ("--lr", "1e300", "--lr 1e+300 is outside [0, 10]"),
     ("--size", str(2 ** 20), "size must be a power of two in [64, 2048]"),
     ("--style-dim", str(10 ** 9), "<= style_dim (1000000000) <= 4096"),
     ("--channel-div", str(10 ** 9), "channel_div in [1, 512]"),
@@ -1147,3 +1149,45 @@ def test_training_numbers_have_ranges(tmp_path, flag, value, needle, capsys):
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_out_overlapping_the_data_is_refused(inputs, tmp_path):
+    from lia_live.evaluation.runner import run_evaluation
+    from lia_live.settings import EvalConfig, ModelConfig
+
+    data = tmp_path / "data"
+    (data / "test" / "vidA").mkdir(parents=True)
+    for out, needle in ((data / "test" / "report", "overlap"), (data, "overlap"), (tmp_path, "overlap")):
+        cfg = EvalConfig(model=ModelConfig(checkpoint=inputs["ck"], device="cpu"), data=data, out=out,
+                         metrics=("l1",), domain="face", progress=False)
+        with pytest.raises(UserError, match=needle):
+            run_evaluation(cfg, log=lambda s: None)
+    assert not (data / "test" / "report").exists()
+
+
+def test_an_engine_sidecar_that_is_not_an_object_means_rebuild(tmp_path):
+    from lia_live.backends.cache import EngineSpec, commit, is_stale, sidecar
+
+    spec = EngineSpec(kind="onnxruntime", graph="motion", weights="ab" * 32, size=64, precision="fp32", extra={})
+    path = tmp_path / "e.onnx"
+    commit(path, spec, lambda tmp: tmp.write_bytes(b"an engine"), built_by="test")
+    assert is_stale(path, spec) == (False, "up to date")
+    sidecar(path).write_text("[1, 2]")
+    assert is_stale(path, spec) == (True, "metadata is not a JSON object")
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--iters", str(10 ** 30), "argument --iters: must be <= 1000000000, got 1000000000000000000000000000000"),
+    ("--workers", "100000", "argument --workers: must be <= "),
+    ("--lr", "1e300", "argument --lr: must be <= 10 (range [0, 10]), got 1e300"),
+])
+def test_training_numbers_out_of_their_declared_range_are_usage_errors(tmp_path, flag, value, needle, capsys):
+    """The ranges are declared on TrainConfig's fields: the command line refuses them at parse time (exit 2)."""
+    from train.config import TrainConfig
+    from train.run import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value, "--dry-run"])
+    assert e.value.code == 2 and needle in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"iters 1000000000000 is outside \[1, 1e\+09\]"):
+        TrainConfig(iters=10 ** 12).validate()  # a config built in code: the same declared range

@@ -258,3 +258,42 @@ def test_stop_and_start(panel):
     _wait("frames again", lambda: panel.frames() >= n + 3)
     st = panel.state()["state"]
     assert st["power"] == 0.5 and len(st["sources"]) == 2  # the session's settings survive a stop
+
+
+def test_no_source_yet_then_upload_start_and_sigterm(media, tmp_path):
+    """No portrait given or saved: the panel waits for one; an upload and Start run the loop; Stop; SIGTERM
+    then ends the program (exit 143, as lia-live). No browser needed."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_VIDEOS_DIR": str(tmp_path / "videos")}
+    argv = ["ui", "--driving", str(media / "clip.mp4"), "--no-vcam", "--no-browser", "--port", "0", "--backend",
+            "eager", "--stats-every", "0"]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", *argv], stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=env)
+    try:
+        m = URL_LINE.match(proc.stdout.readline().strip())
+        assert m is not None
+        port, token = int(m.group(2)), m.group(3)
+
+        def state():
+            return json.loads(request(port, "GET", f"/api/state?token={token}")[1])
+
+        _wait("the request for a portrait", lambda: "add a source portrait on the page, then press Start"
+              in (tmp_path / "stderr.txt").read_text(), 120)
+        assert not state()["devices"]["running"]
+        png = cv2.imencode(".png", cv2.imread(str(media / "portrait.png")))[1].tobytes()
+        status, body = request(port, "POST", "/api/source", png, {"X-Lia-Token": token, "X-File-Name": "me.png"})
+        assert status == 200 and b"used when the pipeline starts" in body
+        status, _ = request(port, "POST", "/api/action", b'{"action": "start"}', {"X-Lia-Token": token})
+        assert status == 200
+        _wait("frames", lambda: state()["stats"]["frames"] >= 3, 120)
+        assert len(state()["state"]["sources"]) == 1
+        status, _ = request(port, "POST", "/api/action", b'{"action": "stop"}', {"X-Lia-Token": token})
+        _wait("stopped", lambda: status == 200 and not state()["devices"]["running"], 60)
+        proc.send_signal(signal.SIGTERM)  # while stopped: the panel's own handler
+        assert proc.wait(60) == 143
+        assert "SIGTERM: closing the control panel" in (tmp_path / "stderr.txt").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -163,6 +163,10 @@ def test_guard_allows_exactly_the_served_names():
     g2 = Guard(None, "t")
     g2.allow("192.168.1.5", 9000)
     assert g2.hosts == {"192.168.1.5:9000"}
+    g3 = Guard(None, "t")
+    g3.allow("0.0.0.0", 9000)  # every interface: this machine's names, never a foreign one
+    assert {"127.0.0.1:9000", "localhost:9000", f"{socket.gethostname().lower()}:9000"} <= g3.hosts
+    assert "0.0.0.0:9000" not in g3.hosts and "evil.example:9000" not in g3.hosts
 
 
 def test_port_taken_is_one_line():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 import time
 from pathlib import Path
@@ -193,27 +194,42 @@ def test_tiles_and_message_layout():
     assert json.loads(msg[4:4 + n]) == {"seq": 3} and msg[4 + n:4 + n + 2] == b"\xff\xd8"  # a JPEG
 
 
-def test_encoder_works_only_for_viewers_and_keeps_the_newest():
-    frames = {"now": _preview(1)}
-    enc = PreviewEncoder(lambda: frames["now"], poll=0.002, height=60)
+class Published:
+    """A preview source: the stand-in (polled) or the real controller (its publish wakes the encoder)."""
+
+    def __init__(self, real: bool):
+        from lia_live.live import LiveController
+
+        self.ctrl = LiveController(say=lambda line: None) if real else None
+        self.now = None
+
+    def publish(self, frame) -> None:
+        if self.ctrl is not None:
+            self.ctrl.publish(frame)
+        self.now = frame
+
+    def source(self):
+        return self.ctrl.preview if self.ctrl is not None else (lambda: self.now)
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["polled", "woken-by-publish"])
+def test_encoder_encodes_the_newest_frame_only_for_a_waiting_page(real):
+    src = Published(real)
+    src.publish(_preview(1))
+    enc = PreviewEncoder(src.source(), height=60)
+    assert (enc.source_owner is not None) == real
     enc.start()
+
+    def newest(seen):
+        count, msg = asyncio.run(asyncio.wait_for(enc.newer(seen), 10))
+        return count, json.loads(msg[4:4 + struct.unpack("<I", msg[:4])[0]])["seq"]
+
     try:
-        time.sleep(0.05)
-        assert enc.encoded == 0  # nobody watching: nothing encoded
-        enc.viewer(True)
-
-        async def newest(seen):
-            return await asyncio.wait_for(enc.newer(seen), 5)
-
-        count, msg = asyncio.run(newest(0))
-        frames["now"] = _preview(2)
-        for _ in range(500):
-            if enc.encoded == 2:
-                break
-            time.sleep(0.01)
-        count2, msg2 = asyncio.run(newest(count))
-        head = json.loads(msg2[4:4 + struct.unpack("<I", msg2[:4])[0]])
-        assert (count, count2, head["seq"], enc.encoded) == (1, 2, 2, 2)
+        assert newest(0) == (1, 1) and enc.encoded == 1
+        for seq in (2, 3, 4):  # no page waits meanwhile: none of these is encoded...
+            src.publish(_preview(seq))
+        assert newest(1) == (2, 4) and enc.encoded == 2  # ...until one asks: it gets the newest
+        assert newest(0) == (2, 4) and enc.encoded == 2  # a new page gets the last one at once
     finally:
         enc.stop()
 
@@ -258,7 +274,7 @@ def test_panel_options_and_the_host_warning():
     from lia_live.ui.app import DEFAULT_PORT, host_warning
 
     a = build_ui_parser().parse_args([])
-    assert (a.host, a.port, a.no_browser, a.source) == ("127.0.0.1", DEFAULT_PORT, False, None)
+    assert (a.host, a.port, a.no_browser, getattr(a, "sources", None)) == ("127.0.0.1", DEFAULT_PORT, False, None)
     a = build_ui_parser().parse_args(["--port", "0", "--no-browser", "--host", "0.0.0.0", "--source", "x.png"])
     assert (a.host, a.port, a.no_browser) == ("0.0.0.0", 0, True)
     assert host_warning("127.0.0.1") is None and host_warning("localhost") is None
@@ -289,3 +305,106 @@ def test_cameras_from_sysfs(tmp_path, monkeypatch):
     cams = cameras.list_cameras(tmp_path)
     assert [(c["index"], c["name"]) for c in cams] == [(0, "Integrated Camera"), (10, "lia-live")]
     assert all(c["resolutions"] == cameras.COMMON for c in cams)
+
+
+class KeyWindow:
+    """A preview window stand-in: at its 5th frame it reads the panel's state over HTTP and presses '+', at
+    the 10th it reads it again and presses 'q' (the hotkeys of the OpenCV window)."""
+
+    def __init__(self, out: list[str]):
+        self.out, self.open, self.calls, self.seen = out, True, 0, []
+
+    def _power(self) -> float:
+        from uihelp import request
+
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", "".join(self.out))
+        assert m is not None
+        status, body = request(int(m.group(1)), "GET", f"/api/state?token={m.group(2)}")
+        return json.loads(body)["state"]["power"]
+
+    def show(self, rgb) -> int:
+        self.calls += 1
+        if self.calls == 5:
+            self.seen.append(self._power())
+            return ord("+")
+        if self.calls == 10:
+            self.seen.append(self._power())
+            return ord("q")
+        return -1
+
+    def close(self) -> None:
+        self.open = False
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_hotkeys_and_the_page_share_one_state(tmp_path, monkeypatch, astronaut):
+    """`lia-live ui` with a preview window: a key pressed in the window changes what the page reads; 'q'
+    there ends the panel (exit 0)."""
+    import cv2
+
+    from lia_live.settings import LiveConfig
+    from lia_live.ui.app import PanelOptions, run_panel
+
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_VIDEOS_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(frames_dir / f"{i:03d}.png"), cv2.cvtColor(np.roll(astronaut, 4 * i, axis=1),
+                                                                    cv2.COLOR_RGB2BGR))
+    cfg = LiveConfig(sources=(tmp_path / "face.png",)).replace(
+        capture={"driving": str(frames_dir)}, output={"vcam": False}, model={"backend": "eager"},
+        motion={"crop": "none"}, run={"stats_every": 0.0})
+
+    class Out(list):
+        def write(self, s):
+            self.append(s)
+
+        def flush(self):
+            pass
+
+    out = Out()
+    window = KeyWindow(out)
+    assert run_panel(cfg, PanelOptions(port=0, browser=False), out=out, window=window) == 0
+    assert window.seen == [1.0, 1.1] and window.calls == 10
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_motion_recording_from_a_front_end_counts_frames_exactly(tmp_path, tiny_generator, astronaut):
+    """record_motion(path) from the panel: the model stage starts at the next frame, saves when asked to stop
+    (or when the session ends), and never resumes a finished recording."""
+    import cv2
+
+    from lia_live.animator import Animator
+    from lia_live.live import LiveController, LiveStages, make_source
+    from lia_live.motion import MotionController
+    from lia_live.output import Compositor
+
+    face = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
+    anim = Animator(tiny_generator)
+    said: list[str] = []
+    ctrl = LiveController(say=said.append)
+    ctrl.start(MotionController(anim.basis.shape[1]), ["face"])
+    stages = LiveStages(anim, [make_source("face", face, anim.size, "none")], lambda m: Compositor(64, 64, m), ctrl)
+    with pytest.raises(UserError, match="record_motion: path must be a file name or None"):
+        ctrl.act("record_motion", path=3)
+    stages.process(face, 0.0)  # not recording
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert ctrl.act("record_motion", path=str(first)) == f"motion recording: to {first} from the next frame"
+    for i in range(1, 6):
+        stages.process(np.roll(face, i, axis=1), i / 30)
+    assert ctrl.state()["motion_recording"] == str(first) and not first.exists()
+    ctrl.act("record_motion", path=None)
+    stages.process(face, 6 / 30)  # the stop is applied at this frame boundary
+    with np.load(first) as z:
+        assert z["alpha"].shape[0] == 5 and np.allclose(z["time"], [i / 30 for i in range(1, 6)])
+    assert ctrl.state()["motion_recording"] is None and ctrl.state()["last_motion"] == str(first)
+    assert f"motion recorded: {first} (5 frames)" in said
+    ctrl.act("record_motion", path=str(second))
+    for i in range(3):
+        stages.process(face, (7 + i) / 30)
+    stages.close()  # the session ends while recording: saved, and not resumed by the next session
+    with np.load(second) as z:
+        assert z["alpha"].shape[0] == 3
+    assert ctrl.state()["motion_recording"] is None and ctrl.state()["last_motion"] == str(second)

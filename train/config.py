@@ -20,6 +20,7 @@ from lia_live.options import ArgumentParser, add_config_args, apply_values, pars
 from lia_live.settings import group, option
 
 VGG_CHOICES = ("imagenet", "lpips", "random", "none")
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 AMP_CHOICES = ("none", "bf16")
 
 
@@ -40,22 +41,24 @@ class TrainConfig:
     generator: GeneratorConfig = group(GeneratorConfig, "generator (the model's own config)", helps={
         "size": "image size (a power of two >= 64)", "style_dim": "latent width", "motion_dim": "motion directions",
         "channel_multiplier": "channel multiplier of the finest layers (official: 1)",
-        "channel_div": "divide every generator channel count (small models)"})
-    d_channel_div: int = option(1, "divide every discriminator channel count")
-    stddev_group: int = option(4, "minibatch-stddev group size in D (capped at the per-forward batch)")
+        "channel_div": "divide every generator channel count (small models)"},
+        flags={"size": ("--model-size", "--size")})  # --size / --crop: lia-live's output size / face crop
+    d_channel_div: int = option(1, "divide every discriminator channel count", range=(1, 64))
+    stddev_group: int = option(4, "minibatch-stddev group size in D (capped at the per-forward batch)", range=(1, 64))
     # optimisation
-    batch_size: int = option(64, "global batch over all ranks and accumulation steps")
-    accum: int = option(1, "gradient-accumulation steps per iteration (small GPUs)")
-    iters: int = option(800_000, "training iterations")
-    lr: float = option(0.002, "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every")
-    g_reg_every: int = option(4, "lazy-regularisation interval of G (scales its lr and betas)")
-    d_reg_every: int = option(16, "lazy-regularisation interval of D (scales its lr and betas)")
+    batch_size: int = option(64, "global batch over all ranks and accumulation steps", range=(1, 65536))
+    accum: int = option(1, "gradient-accumulation steps per iteration (small GPUs)", range=(1, 1024))
+    iters: int = option(800_000, "training iterations", range=(1, 10**9))
+    lr: float = option(0.002, "base lr; G uses lr·g/(g+1), D lr·d/(d+1) with g/d = --g-reg-every/--d-reg-every",
+                       range=(0, 10))
+    g_reg_every: int = option(4, "lazy-regularisation interval of G (scales its lr and betas)", range=(1, 10**6))
+    d_reg_every: int = option(16, "lazy-regularisation interval of D (scales its lr and betas)", range=(1, 10**6))
     r1: float = option(0.0, "R1 penalty weight on real images (0 = off, as upstream); applied every --d-reg-every "
-                       "steps")
+                       "steps", range=(0, 1e6))
     # losses
-    l1_weight: float = option(1.0, "weight of the L1 reconstruction loss")
-    vgg_weight: float = option(10.0, "weight of the VGG19 perceptual loss")
-    gan_weight: float = option(1.0, "weight of the non-saturating GAN loss")
+    l1_weight: float = option(1.0, "weight of the L1 reconstruction loss", range=(0, 1e6))
+    vgg_weight: float = option(10.0, "weight of the VGG19 perceptual loss", range=(0, 1e6))
+    gan_weight: float = option(1.0, "weight of the non-saturating GAN loss", range=(0, 1e6))
     vgg_scales: tuple[float, ...] = option((1.0, 0.5, 0.25, 0.125), "image-pyramid scales of the perceptual loss",
                                            nargs="+", metavar="SCALE")
     vgg_weights: str = option("imagenet", "VGG19 for the perceptual loss: imagenet (torchvision download), lpips "
@@ -65,27 +68,29 @@ class TrainConfig:
     # auxiliary, not in the official recipe (train.rigid): rigid pairs with a known flow
     rigid_pairs: int = option(0, "replace the last K driving frames of every forward pass by random similarity "
                               "moves of their sources (known flow; see train/rigid.py); 0 = off, as the official "
-                              "recipe", metavar="K")
+                              "recipe", metavar="K", range=(0, 65536))
     flow_weight: float = option(0.0, "weight of the flow loss on the rigid pairs (Σ over ToFlow levels of mean "
-                                "|flow − true flow|)")
+                                "|flow − true flow|)", range=(0, 1e6))
     mask_weight: float = option(0.0, "weight of mean(1 − mask) of the two finest ToFlow levels on the rigid pairs "
-                                "(prefer warping)")
+                                "(prefer warping)", range=(0, 1e6))
     # augmentation (same random parameters for source and driving)
-    crop: int = option(0, "random square crop (pixels, before resizing to --size); 0 = off", metavar="PIXELS")
+    crop: int = option(0, "random square crop (pixels, before resizing to --model-size); 0 = off", metavar="PIXELS",
+                       range=(0, 8192), flag="--random-crop", aliases=("--crop",))
     flip: bool = option(False, "random horizontal flip", toggle=True)
-    jitter: float = option(0.0, "colour jitter strength (one random op among brightness/contrast/saturation/hue)")
+    jitter: float = option(0.0, "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
+                           range=(0, 0.5))
     # run control
-    seed: int = option(0, "random seed (each rank adds its rank)")
-    workers: int = option(8, "DataLoader worker processes per rank")
+    seed: int = option(0, "random seed (each rank adds its rank)", range=(0, 2**32 - 1))
+    workers: int = option(8, "DataLoader worker processes per rank", range=(0, MAX_WORKERS))
     amp: str = option("none", "mixed precision: none or bf16 (autocast)", choices=AMP_CHOICES)
     device: str = option("auto", "auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)")
     max_minutes: float = option(0.0, "save and stop after this many minutes of training (0 = no limit; for job "
-                                "time limits)", metavar="MINUTES")
-    save_every: int = option(1000, "checkpoint every N iterations (and at exit)", metavar="N")
-    keep: int = option(5, "how many checkpoints to keep", metavar="N")
-    log_every: int = option(10, "TensorBoard scalars every N iterations", metavar="N")
+                                "time limits)", metavar="MINUTES", range=(0, 10**7))
+    save_every: int = option(1000, "checkpoint every N iterations (and at exit)", metavar="N", range=(1, 10**9))
+    keep: int = option(5, "how many checkpoints to keep", metavar="N", range=(1, 10**6))
+    log_every: int = option(10, "TensorBoard scalars every N iterations", metavar="N", range=(1, 10**9))
     image_every: int = option(5000, "TensorBoard image grid (source | driving | reconstruction) every N iterations",
-                              metavar="N")
+                              metavar="N", range=(1, 10**9))
     resume: str = option("", "'auto' (newest checkpoint in --out) or a checkpoint path", metavar="CHECKPOINT")
     init: str = option("", "fine-tune from a checkpoint's gen (and dis, if present), e.g. an official vox.pt",
                        metavar="CHECKPOINT")
@@ -115,42 +120,42 @@ class TrainConfig:
     def validate(self, world_size: int = 1) -> None:
         """Raise UserError (one line) for values that cannot train."""
         checks = [
-            (self.batch_size >= 1 and self.accum >= 1, "--batch-size and --accum must be >= 1"),
+            (self.batch_size >= 1 and self.accum >= 1, "«batch_size» and «accum» must be >= 1"),
             (self.batch_size % (world_size * self.accum) == 0,
-             f"--batch-size {self.batch_size} must be divisible by world size × accum = "
+             f"«batch_size» {self.batch_size} must be divisible by world size × accum = "
              f"{world_size} × {self.accum}"),
-            (self.iters >= 1, "--iters must be >= 1"),
-            (self.lr > 0, "--lr must be > 0"),
-            (self.g_reg_every >= 1 and self.d_reg_every >= 1, "--g-reg-every / --d-reg-every must be >= 1"),
-            (self.d_channel_div >= 1 and self.stddev_group >= 1, "--d-channel-div / --stddev-group must be >= 1"),
-            (self.r1 >= 0, "--r1 must be >= 0"),
+            (self.iters >= 1, "«iters» must be >= 1"),
+            (self.lr > 0, "«lr» must be > 0"),
+            (self.g_reg_every >= 1 and self.d_reg_every >= 1, "«g_reg_every» / «d_reg_every» must be >= 1"),
+            (self.d_channel_div >= 1 and self.stddev_group >= 1, "«d_channel_div» / «stddev_group» must be >= 1"),
+            (self.r1 >= 0, "«r1» must be >= 0"),
             (min(self.l1_weight, self.vgg_weight, self.gan_weight) >= 0, "loss weights must be >= 0"),
-            (all(0 < s <= 1 for s in self.vgg_scales), "--vgg-scales must lie in (0, 1]"),
-            (all(float(1 / s).is_integer() for s in self.vgg_scales), "--vgg-scales must be 1/integer"),
+            (all(0 < s <= 1 for s in self.vgg_scales), "«vgg_scales» must lie in (0, 1]"),
+            (all(float(1 / s).is_integer() for s in self.vgg_scales), "«vgg_scales» must be 1/integer"),
             (self.vgg_weights == "none" or self.generator.size * min(self.vgg_scales) >= 16,
-             f"--vgg-scales: the smallest scale gives {self.generator.size * min(self.vgg_scales):g} px; VGG19 up to "
-             f"relu5_1 needs >= 16 (drop small scales for --size {self.generator.size})"),
+             f"«vgg_scales»: the smallest scale gives {self.generator.size * min(self.vgg_scales):g} px; VGG19 up to "
+             f"relu5_1 needs >= 16 (drop small scales for «size» {self.generator.size})"),
             (min(self.rigid_pairs, self.flow_weight, self.mask_weight) >= 0,
-             "--rigid-pairs, --flow-weight and --mask-weight must be >= 0"),
+             "«rigid_pairs», «flow_weight» and «mask_weight» must be >= 0"),
             (self.rigid_pairs <= self.micro_batch(world_size),
-             f"--rigid-pairs {self.rigid_pairs} exceeds the pairs of one forward pass "
+             f"«rigid_pairs» {self.rigid_pairs} exceeds the pairs of one forward pass "
              f"({self.micro_batch(world_size)})"),
-            (self.crop == 0 or 16 <= self.crop, "--crop must be 0 (off) or >= 16 pixels"),
-            (0 <= self.jitter <= 0.5, "--jitter must lie in [0, 0.5]"),
-            (self.amp in AMP_CHOICES, f"--amp must be one of {AMP_CHOICES}"),
-            (self.workers >= 0, "--workers must be >= 0"),
-            (self.max_minutes >= 0, "--max-minutes must be >= 0"),
-            (self.save_every >= 1 and self.keep >= 1, "--save-every and --keep must be >= 1"),
-            (self.log_every >= 1 and self.image_every >= 1, "--log-every and --image-every must be >= 1"),
-            (self.split in ("train", "test"), "--split must be train or test"),
+            (self.crop == 0 or 16 <= self.crop, "«crop» must be 0 (off) or >= 16 pixels"),
+            (0 <= self.jitter <= 0.5, "«jitter» must lie in [0, 0.5]"),
+            (self.amp in AMP_CHOICES, f"«amp» must be one of {AMP_CHOICES}"),
+            (self.workers >= 0, "«workers» must be >= 0"),
+            (self.max_minutes >= 0, "«max_minutes» must be >= 0"),
+            (self.save_every >= 1 and self.keep >= 1, "«save_every» and «keep» must be >= 1"),
+            (self.log_every >= 1 and self.image_every >= 1, "«log_every» and «image_every» must be >= 1"),
+            (self.split in ("train", "test"), "«split» must be train or test"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
-        for name, (lo, hi) in UPPER_LIMITS.items():  # every number has a range: no 10**30 iterations or workers
-            v = getattr(self, name)
-            if not lo <= v <= hi:
-                raise UserError(f"--{name.replace('_', '-')} {v} is outside [{lo:g}, {hi:g}]")
+        for f in fields(self):  # every number has its declared range (the command line checks it at parse time)
+            rng, v = f.metadata.get("range"), getattr(self, f.name)
+            if rng and not rng[0] <= v <= rng[1]:
+                raise UserError(f"«{f.name}» {v} is outside [{rng[0]:g}, {rng[1]:g}]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists for tuples), so it is JSON- and ``weights_only``-safe."""
@@ -163,16 +168,6 @@ class TrainConfig:
         return {**self.to_dict(), "derived": {"g_lr": self.g_lr, "g_betas": list(self.g_betas),
                                               "d_lr": self.d_lr, "d_betas": list(self.d_betas)}}
 
-
-# the ranges of the numbers the checks above bound from one side only (or not at all)
-UPPER_LIMITS: dict[str, tuple[float, float]] = {
-    "batch_size": (1, 65536), "accum": (1, 1024), "iters": (1, 10**9), "lr": (0, 10), "g_reg_every": (1, 10**6),
-    "d_reg_every": (1, 10**6), "d_channel_div": (1, 64), "stddev_group": (1, 64), "r1": (0, 1e6),
-    "l1_weight": (0, 1e6), "vgg_weight": (0, 1e6), "gan_weight": (0, 1e6), "flow_weight": (0, 1e6),
-    "mask_weight": (0, 1e6), "rigid_pairs": (0, 65536), "crop": (0, 8192), "seed": (0, 2**32 - 1),
-    "workers": (0, max(64, 4 * (os.cpu_count() or 1))), "max_minutes": (0, 10**7), "save_every": (1, 10**9),
-    "keep": (1, 10**6), "log_every": (1, 10**9), "image_every": (1, 10**9),
-}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # VoxCeleb (FOMM 256): no augmentation.

@@ -98,6 +98,8 @@ def is_stale(path: Path, spec: EngineSpec) -> tuple[bool, str]:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as e:
         return True, f"unreadable metadata ({e})"
+    if not isinstance(meta, dict):
+        return True, "metadata is not a JSON object"
     want = asdict(spec)
     got = meta.get("spec")
     if got != want:

@@ -32,8 +32,10 @@ def refuse_idle_options(cfg: AnimateConfig, given: dict[str, Any]) -> None:
             what = "a --motion template carries each frame's mode, reference and power" if cfg.template is not None \
                 else "--manipulate walks one motion direction"
             raise UserError(f"{as_flag(idle[0])} applies to --driving videos only ({what}); leave it out")
-    if cfg.motion.mode == "absolute" and "motion.reference" in given:
-        raise UserError("--reference chooses the reference pose of relative motion; --mode absolute has none")
+    if cfg.motion.mode == "absolute":
+        for key, what in (("motion.reference", "chooses the reference pose of"), ("motion.motion_power", "scales")):
+            if key in given:
+                raise UserError(f"{as_flag(key)} {what} relative motion; --mode absolute has none")
 
 
 def check_paths(cfg: AnimateConfig) -> None:

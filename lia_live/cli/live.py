@@ -85,8 +85,11 @@ def check_inputs(cfg: LiveConfig) -> list:
     if cfg.motion.offsets is not None and Path(cfg.motion.offsets).exists():
         read_offsets(cfg.motion.offsets)  # its values now (their count once the model is known)
     m = cfg.motion
-    if m.mode == "absolute" and m.reference != "first":
-        log(f"warning: --reference {m.reference} chooses relative mode's reference pose; it applies only once "
+    idle = [f"--reference {m.reference}"] * (m.reference != "first") + \
+        [f"--motion-power {m.motion_power:g}"] * (m.motion_power != 1.0)
+    if m.mode == "absolute" and idle:
+        verb, they = ("shapes", "it applies") if len(idle) == 1 else ("shape", "they apply")
+        log(f"warning: {' and '.join(idle)} {verb} relative motion; with --mode absolute {they} only once "
             "hotkey m switches to relative mode")
     return portraits
 

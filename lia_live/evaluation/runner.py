@@ -32,7 +32,7 @@ from ..fsutil import sha256_file, write_atomic
 from ..imaging import from_tensor, resize, to_tensor
 from ..io.video import FrameSource
 from ..log import plural, progress_bar
-from ..paths import read_json
+from ..paths import inside, read_json, same_file
 from ..runtime import model_device, resolve_checkpoint
 from ..settings import METRICS, EvalConfig
 from .dataset import VideoEntry, discover_videos
@@ -286,6 +286,9 @@ def plan_job(cfg: EvalConfig, log: Callable[[str], None]) -> Job:
     from ..model.checkpoint import load_generator
     from .lpips_weights import find_alexnet_weights, load_alexnet_convs
 
+    if same_file(cfg.out, cfg.data) or inside(cfg.out, cfg.data) or inside(cfg.data, cfg.out):
+        raise UserError(f"«out» {cfg.out} and «data» {cfg.data} overlap: the reports would be read as test "
+                        "videos (or written among them); choose an «out» folder outside the data")
     checkpoint = resolve_checkpoint(cfg.model.checkpoint, allow_demo=False)
     device = model_device(cfg.model)
     videos, folder = discover_videos(cfg.data, cfg.split)

@@ -107,6 +107,7 @@ class LiveController:
         self._info: dict[str, str] = {}
         self._timer: StageTimer | None = None
         self._preview: PreviewFrame | None = None
+        self._published = threading.Event()  # set at each publish: a viewer waits on it instead of polling
         self._motion_target: str | None = None  # record the motion to this file (a front end chose it)
         self._motion_saved: str | None = None
 
@@ -170,6 +171,13 @@ class LiveController:
     def publish(self, frame: PreviewFrame) -> None:
         """The loop's newest frames (by reference, once per output frame)."""
         self._preview = frame
+        self._published.set()
+
+    def wait_preview(self, timeout: float) -> bool:
+        """Wait (a viewer's thread) until a frame is published after the last call; False on timeout."""
+        got = self._published.wait(timeout)
+        self._published.clear()
+        return got
 
     def say(self, line: str | None) -> None:
         """Tell the user ``line`` (stderr) and keep it for :meth:`messages`; None says nothing."""

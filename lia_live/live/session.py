@@ -60,7 +60,7 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
          portraits) -> dict:
     check_outputs(cfg)
     if animator is None:
-        anim = make_animator(cfg.model, cfg.motion.motion_power)
+        anim = make_animator(cfg.model, cfg.motion.motion_power, say=ctrl.say)
         if anim.device.type == "cpu":
             ctrl.say("running on the CPU: expect a few frames per second")
     else:

@@ -23,14 +23,14 @@ from ..live import LiveController, run_live
 from ..log import log
 from ..runtime import make_animator
 from ..settings import LiveConfig
+from ..signals import Stopper
 from . import prefs
 from .devices import Devices, InputChoice, SwitchingInput, SwitchingOutputs
 from .panel import Panel
-from .security import new_token
+from .security import LOOPBACK, new_token
 from .server import PanelServer
 
 DEFAULT_PORT = 8780
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,10 @@ def session_config(cfg: LiveConfig, ctrl: LiveController, devices: Devices, firs
     return dataclasses.replace(cfg.replace(motion=motion, output=output, run=run), sources=sources)
 
 
-def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout) -> int:
-    """Serve the panel and run the live loop until the user quits; returns the exit code."""
+def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout, window=None) -> int:
+    """Serve the panel and run the live loop until the user quits; returns the exit code. ``animator`` and
+    ``window`` (a preview window: ``show(rgb) -> key``, ``open``, ``close()``) may be injected, as for
+    :func:`~lia_live.live.run_live`."""
     saved = prefs.load()
     cfg = starting_config(cfg, saved, opts.given)
     ctrl = LiveController()
@@ -113,35 +115,40 @@ def run_panel(cfg: LiveConfig, opts: PanelOptions, animator=None, out=sys.stdout
         if opts.browser:
             _open_browser(server.url)
         anim = animator or make_animator(cfg.model, cfg.motion.motion_power)
-        return _serve(cfg, ctrl, devices, inp, outs, anim)
+        return _serve(cfg, ctrl, devices, inp, outs, anim, window)
     finally:
         panel.preview.stop()
         server.stop()
 
 
 def _serve(cfg: LiveConfig, ctrl: LiveController, devices: Devices, inp: SwitchingInput,
-           outs: SwitchingOutputs, anim) -> int:
+           outs: SwitchingOutputs, anim, window=None) -> int:
+    """Run the loop whenever it is wanted; between runs a signal (Ctrl-C, SIGTERM) closes the panel."""
     first = True
-    while True:
-        if not devices.want_running:
-            devices.wait_for_start(0.5)
-            continue
-        run_cfg = session_config(cfg, ctrl, devices, first)
-        if not run_cfg.sources:
-            ctrl.say("add a source portrait on the page, then press Start")
-            devices.want_running = False
-            continue
-        try:
-            stats = run_live(run_cfg, capture=inp, animator=anim, extra_outputs=[outs], controller=ctrl)
-        except UserError as e:  # kept in the controller's messages by run_live: shown on the page
-            log(f"error: {e}")
-            devices.want_running = False
-            continue
-        finally:
-            first = False
-        if not devices.stop_requested:
-            return int(stats.get("exit_code", 0))
-        devices.stop_requested = False
+    with Stopper("closing the control panel", say=ctrl.say) as idle:
+        while True:
+            if not devices.want_running:
+                if idle.requested:
+                    return idle.exit_code or 0
+                devices.wait_for_start(0.5)
+                continue
+            run_cfg = session_config(cfg, ctrl, devices, first)
+            if not run_cfg.sources:
+                ctrl.say("add a source portrait on the page, then press Start")
+                devices.want_running = False
+                continue
+            try:  # run_live's own Stopper takes the signals while it runs
+                stats = run_live(run_cfg, capture=inp, animator=anim, extra_outputs=[outs], controller=ctrl,
+                                 window=window)
+            except UserError as e:  # kept in the controller's messages by run_live: shown on the page
+                log(f"error: {e}")
+                devices.want_running = False
+                continue
+            finally:
+                first = False
+            if not devices.stop_requested:
+                return int(stats.get("exit_code", 0))
+            devices.stop_requested = False
 
 
 def _open_browser(url: str) -> None:

@@ -1,10 +1,12 @@
 """The panel's live preview: the newest pipeline frames as one JPEG, encoded on the panel's own thread.
 
 The live loop only stores references to its newest frames (``controller.preview()``); :class:`PreviewEncoder`
-polls for a newer sequence number, draws the tiles (camera with the face box | animated face | pasted-back
+waits for the loop's next publish (``controller.wait_preview``) while a page is ready for a frame, draws the
+tiles (camera with the face box | animated face | pasted-back
 frame in paste mode) at a small height, encodes one JPEG and hands it to the WebSocket clients. The newest
-frame wins: a viewer that is slow simply gets the next newest one; nothing queues up. With no viewer
-connected it does nothing at all.
+frame wins end to end: a page acknowledges each frame once drawn and is sent the next only then, and frames
+are encoded only while some page waits for one; a slow page gets fewer frames, never a queue, and with no
+page connected nothing is encoded at all.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class PreviewEncoder:
     def __init__(self, source: Callable[[], Any], with_output: Callable[[], bool] = lambda: False,
                  poll: float = 0.004, height: int = TILE_HEIGHT):
         self.source, self.with_output, self.poll, self.height = source, with_output, poll, height
+        self.source_owner = getattr(source, "__self__", None)  # the controller, when it can wake us
         self.encoded = 0
         self.encode_ms = 0.0
         self.error: str | None = None
@@ -92,7 +95,7 @@ class PreviewEncoder:
         self._message: bytes | None = None
         self._count = 0
         self._lock = threading.Lock()
-        self._viewers = 0
+        self._ready = 0  # viewers waiting for their next frame
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
@@ -106,21 +109,20 @@ class PreviewEncoder:
         self._wake.set()
         self._thread.join(timeout=2.0)
 
-    def viewer(self, joined: bool) -> None:
-        with self._lock:
-            self._viewers += 1 if joined else -1
-        self._wake.set()
-
     def _run(self) -> None:
+        wait = getattr(self.source_owner, "wait_preview", None)
         while not self._stop.is_set():
-            if self._viewers <= 0:
+            if self._ready <= 0:  # nobody waits for a frame (none connected, or each still busy with the last)
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
+            if wait is not None:
+                wait(0.1)  # woken by the loop's publish
             frame = self.source()
             seq = getattr(frame, "seq", None)
             if frame is None or seq is None or seq == self._seq:
-                time.sleep(self.poll)
+                if wait is None:
+                    time.sleep(self.poll)
                 continue
             self._seq = seq
             try:
@@ -145,6 +147,7 @@ class PreviewEncoder:
             self._message = message
             self._count += 1
             waiters, self._waiters = self._waiters, []
+            self._ready -= len(waiters)  # served: not waiting any more
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_wake_future, fut)
 
@@ -156,7 +159,15 @@ class PreviewEncoder:
                 return self._count, self._message
             fut = loop.create_future()
             self._waiters.append((loop, fut))
-        await fut
+            self._ready += 1
+        self._wake.set()
+        try:
+            await fut
+        finally:
+            with self._lock:
+                if (loop, fut) in self._waiters:  # cancelled (the page left) before it was served
+                    self._waiters.remove((loop, fut))
+                    self._ready -= 1
         with self._lock:
             assert self._message is not None
             return self._count, self._message

@@ -22,6 +22,21 @@ from urllib.parse import parse_qs
 from ..log import log
 
 TOKEN_HEADER = b"x-lia-token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def machine_names() -> set[str]:
+    """This machine's host names and addresses (what a Host header from another machine may say)."""
+    import socket
+
+    name = socket.gethostname()
+    names = {name.lower(), socket.getfqdn().lower()}
+    try:
+        names |= {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(name, None)}
+    except OSError:
+        pass
+    return names
 
 
 def new_token() -> str:
@@ -44,13 +59,14 @@ class Guard:
         self.refused = 0
 
     def allow(self, host: str, port: int) -> None:
-        """Accept ``host:port`` (and the loopback names when ``host`` is a loopback address)."""
+        """Accept ``host:port``: the loopback names too for a loopback address, and this machine's names and
+        addresses for a wildcard one (``0.0.0.0``, ``::``), which other machines reach it by."""
         names = {host}
-        if host in ("127.0.0.1", "localhost", "::1"):
-            names |= {"127.0.0.1", "localhost", "[::1]"}
-        elif ":" in host and not host.startswith("["):
-            names = {f"[{host}]"}
-        self.hosts |= {f"{n}:{port}" for n in names}
+        if host in LOOPBACK or host in WILDCARD:
+            names |= {"127.0.0.1", "localhost", "::1"}
+        if host in WILDCARD:
+            names |= machine_names()
+        self.hosts |= {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names - set(WILDCARD)}
 
     def check(self, scope) -> str | None:
         """Why this request is refused, or None when it may go on."""

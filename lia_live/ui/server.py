@@ -9,7 +9,8 @@ Routes (all behind :class:`~lia_live.ui.security.Guard`: token, Host, Origin):
     POST /api/source          an image as the body (X-File-Name header): decoded, size-capped, added
     GET  /api/thumb/{i}       source i's thumbnail (JPEG)
     GET  /api/cameras         the cameras of this machine
-    WS   /ws                  text: {"type": "status", ...} 4× a second; binary: preview frames
+    WS   /ws                  text: {"type": "status", ...} 4× a second; binary: preview frames, the next
+                              one after the page sends "ack" (it has drawn the last one)
 
 A malformed request gets a 4xx and one log line; an unexpected failure a 500 and one log line. Neither
 reaches the pipeline's threads. Choice of library and transport: docs/ui.md.
@@ -30,6 +31,7 @@ from .security import Guard
 
 STATIC = Path(__file__).parent / "static"
 STATUS_EVERY = 0.25
+ACK_TIMEOUT = 1.0
 
 
 class BadRequest(Exception):
@@ -50,19 +52,7 @@ def build_app(panel, token: str, say=log):
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token)
 
     def guarded(fn):
-        async def endpoint(request):
-            try:
-                return await fn(request)
-            except BadRequest as e:
-                say(f"ui: {request.method} {request.url.path}: {e} ({e.status})")
-                return JSONResponse({"error": str(e)}, status_code=e.status)
-            except UserError as e:
-                say(f"ui: {request.method} {request.url.path}: {e}")
-                return JSONResponse({"error": str(e)}, status_code=400)
-            except Exception as e:  # noqa: BLE001 - one bad request must never take the panel down
-                say(f"ui: {request.method} {request.url.path} failed: {type(e).__name__}: {e}")
-                return JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500)
-        return endpoint
+        return _answering(fn, say)
 
     async def index(request):
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
@@ -103,6 +93,25 @@ def build_app(panel, token: str, say=log):
     return Guard(app, token, say=say)
 
 
+def _answering(fn, say):
+    """``fn`` as an endpoint whose failures are answered (4xx / 500 with one line, and one log line)."""
+    from starlette.responses import JSONResponse
+
+    async def endpoint(request):
+        try:
+            return await fn(request)
+        except BadRequest as e:
+            say(f"ui: {request.method} {request.url.path}: {e} ({e.status})")
+            return JSONResponse({"error": str(e)}, status_code=e.status)
+        except UserError as e:
+            say(f"ui: {request.method} {request.url.path}: {e}")
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except Exception as e:  # noqa: BLE001 - one bad request must never take the panel down
+            say(f"ui: {request.method} {request.url.path} failed: {type(e).__name__}: {e}")
+            return JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500)
+    return endpoint
+
+
 async def _body(request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (checked while reading, not after)."""
     declared = request.headers.get("content-length")
@@ -128,13 +137,14 @@ async def _json_body(request, limit: int) -> dict:
 
 
 async def _websocket(ws, panel) -> None:
-    """Status 4× a second and every new preview frame, until the page goes away."""
+    """Status 4× a second and preview frames (each sent once the page acknowledged the previous one), until
+    the page goes away."""
     from starlette.websockets import WebSocketDisconnect
 
     await ws.accept()
-    panel.preview.viewer(True)
-    tasks = [asyncio.create_task(_send_status(ws, panel)), asyncio.create_task(_send_frames(ws, panel)),
-             asyncio.create_task(_drain(ws))]
+    acked = asyncio.Event()
+    tasks = [asyncio.create_task(_send_status(ws, panel)), asyncio.create_task(_send_frames(ws, panel, acked)),
+             asyncio.create_task(_receive(ws, acked))]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -144,7 +154,6 @@ async def _websocket(ws, panel) -> None:
     finally:
         for t in tasks:
             t.cancel()
-        panel.preview.viewer(False)
 
 
 async def _send_status(ws, panel) -> None:
@@ -155,18 +164,26 @@ async def _send_status(ws, panel) -> None:
         await asyncio.sleep(STATUS_EVERY)
 
 
-async def _send_frames(ws, panel) -> None:
+async def _send_frames(ws, panel, acked: asyncio.Event) -> None:
+    """The newest frame, then wait for the page's "ack" (drawn): a slow page gets fewer frames, no queue."""
     seen = 0
     while True:
         seen, message = await panel.preview.newer(seen)
+        acked.clear()
         await ws.send_bytes(message)
+        try:
+            await asyncio.wait_for(acked.wait(), ACK_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass  # a page that never acknowledges still gets a frame now and then
 
 
-async def _drain(ws) -> None:
+async def _receive(ws, acked: asyncio.Event) -> None:
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
             return
+        if msg.get("text") == "ack":
+            acked.set()
 
 
 class PanelServer:
@@ -187,7 +204,8 @@ class PanelServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # open it here
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/?token={self.token}"
 
     def _serve(self) -> None:

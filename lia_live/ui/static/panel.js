@@ -38,9 +38,8 @@ async function showFrame(buf) {
   c.getContext("2d").drawImage(bmp, 0, 0);
   bmp.close();
   const behind = Date.now() - head.encoded_time * 1000 + (head.behind_ms || 0);
-  panel.seq = head.seq; panel.head = head; c.dataset.seq = head.seq; panel.frames += 1;
+  panel.seq = head.seq; panel.head = head; panel.frames += 1;  // no DOM write per frame but the canvas
   panel.latencies.push(behind); if (panel.latencies.length > 300) panel.latencies.shift();
-  $("preview-latency").textContent = behind.toFixed(0);
   const tiles = $("tiles"); const key = head.tiles.map((t) => t.label).join();
   if (tiles.dataset.key !== key) {
     tiles.dataset.key = key; tiles.innerHTML = "";
@@ -54,54 +53,62 @@ async function showFrame(buf) {
 let framesAt = [performance.now(), 0];
 setInterval(() => {
   const now = performance.now();
-  $("preview-fps").textContent = ((panel.frames - framesAt[1]) * 1000 / (now - framesAt[0])).toFixed(1);
+  setText("preview-fps", ((panel.frames - framesAt[1]) * 1000 / (now - framesAt[0])).toFixed(1));
+  if (panel.latencies.length) setText("preview-latency", panel.latencies[panel.latencies.length - 1].toFixed(0));
   framesAt = [now, panel.frames];
 }, 1000);
 
 // ---- status ----
-function setIfIdle(el, value) { if (document.activeElement !== el && !el.dataset.dragging) el.value = value; }
-function checkRadio(name, value) { for (const r of document.getElementsByName(name)) r.checked = r.value === value; }
+// every write below happens only when the value changed: a repaint of this page costs the machine CPU
+function setIfIdle(el, value) {
+  if (document.activeElement !== el && !el.dataset.dragging && el.value !== String(value)) el.value = value;
+}
+function setText(id, text) { const el = $(id); if (el.textContent !== String(text)) el.textContent = text; }
+function setClass(id, cls) { const el = $(id); if (el.className !== cls) el.className = cls; }
+function setChecked(el, on) { if (el.checked !== on) el.checked = on; }
+function checkRadio(name, value) { for (const r of document.getElementsByName(name)) setChecked(r, r.value === value); }
 function fmt(v, d = 1) { return typeof v === "number" ? v.toFixed(d) : "–"; }
 function onStatus(s) {
   panel.state = s;
   const st = s.state || {}, dev = s.devices || {}, stats = s.stats || {};
   const running = !!dev.running;
-  $("run-state").textContent = running ? "running" : (dev.starting ? "starting…" : "stopped");
-  $("run-state").className = "pill " + (running ? "running" : "stopped");
+  setText("run-state", running ? "running" : "stopped");
+  setClass("run-state", "pill " + (running ? "running" : "stopped"));
   const info = st.info || {};
-  $("info").textContent = info.backend ? `${info.backend} · ${info.device} · ${info.precision} · ${info.model}` : "";
-  $("fps").textContent = fmt(stats.fps); $("latency").textContent = fmt(stats.latency_ms, 0);
-  $("frames").textContent = stats.frames || 0; $("dropped").textContent = stats.dropped || 0;
-  $("noface").textContent = stats.no_face || 0;
-  $("stages").innerHTML = Object.entries(stats.stage_ms || {})
-    .map(([k, v]) => `<tr><td>${k}</td><td>${fmt(v)} ms</td></tr>`).join("");
+  setText("info", info.backend ? `${info.backend} · ${info.device} · ${info.precision} · ${info.model}` : "");
+  setText("fps", fmt(stats.fps)); setText("latency", fmt(stats.latency_ms, 0));
+  setText("frames", stats.frames || 0); setText("dropped", stats.dropped || 0); setText("noface", stats.no_face || 0);
+  const rows = Object.entries(stats.stage_ms || {}).map(([k, v]) => `<tr><td>${k}</td><td>${fmt(v)} ms</td></tr>`).join("");
+  if ($("stages").innerHTML !== rows) $("stages").innerHTML = rows;
   panel.chart.push([stats.fps || 0, stats.latency_ms || 0]); if (panel.chart.length > 120) panel.chart.shift();
   drawChart();
   for (const line of s.messages || []) addMessage(line);
   if (st.mode) checkRadio("mode", st.mode);
   if (st.compose) checkRadio("compose", st.compose);
-  if (st.power !== undefined) { setIfIdle($("power"), st.power); $("power-value").textContent = fmt(st.power, 2); }
-  if (st.ease !== undefined) { setIfIdle($("ease"), st.ease); $("ease-value").textContent = fmt(st.ease, 1); }
-  $("reference-auto").checked = st.reference === "auto";
-  $("reference-state").textContent = st.reference_taken ? "reference taken" : "waiting for a face";
-  $("passthrough").checked = !!st.passthrough;
+  if (st.power !== undefined) { setIfIdle($("power"), st.power); setText("power-value", fmt(st.power, 2)); }
+  if (st.ease !== undefined) { setIfIdle($("ease"), st.ease); setText("ease-value", fmt(st.ease, 1)); }
+  setChecked($("reference-auto"), st.reference === "auto");
+  setText("reference-state", st.reference_taken ? "reference taken" : "waiting for a face");
+  setChecked($("passthrough"), !!st.passthrough);
   buildOffsets(st.offsets || []);
   (st.offsets || []).forEach((v, i) => {
-    const el = $(`offset-${i}`); if (el) { setIfIdle(el, v); $(`offset-${i}-value`).textContent = fmt(v, 2); }
+    const el = $(`offset-${i}`); if (el) { setIfIdle(el, v); setText(`offset-${i}-value`, fmt(v, 2)); }
   });
   showSources(st.sources || [], st.source_index || 0);
-  $("vcam").checked = !!dev.vcam_wanted;
-  $("vcam-state").textContent = dev.vcam_device ? `on: ${dev.vcam_device}` : (dev.vcam_error || (dev.vcam_wanted ? "opening…" : "off"));
+  setChecked($("vcam"), !!dev.vcam_wanted);
+  setText("vcam-state", dev.vcam_device ? `on: ${dev.vcam_device}` : (dev.vcam_error || (dev.vcam_wanted ? "opening…" : "off")));
   toggleButton("record-video", dev.recording, "Record video", "Stop recording");
-  $("video-state").textContent = dev.recording ? `recording to ${dev.recording_path}` : (dev.last_recording ? `saved: ${dev.last_recording}` : "");
+  setText("video-state", dev.recording ? `recording to ${dev.recording_path}` : (dev.last_recording ? `saved: ${dev.last_recording}` : ""));
   toggleButton("record-motion", dev.motion_recording, "Record motion", "Stop motion recording");
-  $("motion-state").textContent = dev.motion_recording ? `recording to ${dev.motion_recording}` : (dev.last_motion ? `saved: ${dev.last_motion}` : "");
-  $("input-state").textContent = dev.input_error ? dev.input_error : `now: ${dev.driving || ""}`;
-  $("settings-file").textContent = s.settings_file || "";
-  $("command").textContent = s.command || "";
+  setText("motion-state", dev.motion_recording ? `recording to ${dev.motion_recording}` : (dev.last_motion ? `saved: ${dev.last_motion}` : ""));
+  setText("input-state", dev.input_error ? dev.input_error : `now: ${dev.driving || ""}`);
+  setText("settings-file", s.settings_file || "");
+  setText("command", s.command || "");
 }
 function toggleButton(id, on, off_label, on_label) {
-  const b = $(id); b.textContent = on ? on_label : off_label; b.classList.toggle("on", !!on); b.dataset.on = on ? "1" : "";
+  const b = $(id);
+  if (b.dataset.on === (on ? "1" : "") && b.textContent) return;
+  b.textContent = on ? on_label : off_label; b.classList.toggle("on", !!on); b.dataset.on = on ? "1" : "";
 }
 function drawChart() {
   const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height;
@@ -205,6 +212,14 @@ $("apply-input").onclick = () => {
 };
 
 // ---- the connection ----
+// the server sends the next frame only after "ack": the preview's rate is capped here (a slow machine's knob)
+let lastAck = 0;
+function ackLater(ws) {
+  const rate = parseFloat($("preview-rate").value);
+  const wait = rate > 0 ? Math.max(0, lastAck + 1000 / rate - performance.now()) : 0;
+  setTimeout(() => { lastAck = performance.now(); if (ws.readyState === WebSocket.OPEN) ws.send("ack"); }, wait);
+}
+
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
   ws.binaryType = "arraybuffer";
@@ -214,7 +229,7 @@ function connect() {
       onStatus(JSON.parse(ev.data));
       if (first) { first = false; loadCameras(); }
     } else {
-      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true));
+      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true)).finally(() => ackLater(ws));
     }
   };
   ws.onclose = () => {
