@@ -8,7 +8,7 @@ the parse result back into the dataclass. Numbers are validated at parse time (:
 the exit-2 contract for every other mistake a user can make.
 
 This is not the CLI package: ``train`` and the scripts use it too, and nothing here imports
-:mod:`lia_live.cli`. Flags are named in one place, :func:`lia_live.settings.field_flag`.
+:mod:`lia_live.cli`. Flags are named in one place, :func:`lia_live.settings.field_flags`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, as_flag
+from .errors import UserError
 from .fsutil import os_error_line
 from .log import set_program
-from .settings import field_flag, is_group, plain
+from .settings import field_flags, flag_for, is_group, plain
 from .signals import EXIT_CODES
 
 SIZE_LIMITS = (16, 7680, 16, 4320)
@@ -37,13 +37,15 @@ _WRITE_ERRORS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQ
 
 
 # ---- the exit-2 contract -------------------------------------------------------------------------------
-def user_errors(prog: str) -> Callable:
+def user_errors(prog: str, config: type | None = None) -> Callable:
     """Decorate a ``main(argv) -> int``: UserError → one line on stderr and exit code 2; Ctrl-C → 130.
 
     An ``OSError`` that reaches here with a file name (a folder that cannot be written, a full disk) is the
     user's environment, not a bug: it is reported the same way, as one line with exit code 2. A UserError
     re-raised by a DataLoader worker (its text then holds the worker's traceback) is cut to its last line.
+    ``config``: the tool's config class, whose declared flags name its «settings» in messages.
     """
+    flag = functools.partial(flag_for, tool=config)
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -57,7 +59,7 @@ def user_errors(prog: str) -> Callable:
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 return code
             except UserError as e:
-                print(f"{prog}: error: {one_line(e.render(as_flag))}", file=sys.stderr)
+                print(f"{prog}: error: {one_line(e.render(flag))}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
@@ -196,6 +198,8 @@ def _item_type(tp: Any) -> Any:
 def _value_type(meta: Mapping[str, Any], tp: Any) -> Callable[[str], Any]:
     """The argparse ``type`` of one value of a field of type ``tp``."""
     rng = meta.get("range") or (None, None)
+    if meta.get("parse"):
+        return meta["parse"]
     if meta.get("csv"):
         return comma_list(meta["choices"])
     if tp is float:
@@ -225,7 +229,7 @@ def _option_kwargs(f: dataclasses.Field, tp: Any, default: Any, dest: str, help:
         kw.update(action="append", type=_value_type(meta, _item_type(tp)))
     elif meta.get("nargs"):
         kw.update(nargs=meta["nargs"], type=_value_type(meta, _item_type(tp)))
-    elif base is tuple and not meta.get("csv"):
+    elif base is tuple and not meta.get("csv") and not meta.get("parse"):
         kw["type"] = size_arg
     else:
         kw["type"] = _value_type(meta, base)
@@ -268,13 +272,13 @@ def add_config_args(parser: argparse.ArgumentParser, config: Any, prefix: str = 
             continue
         help = group.get("helps", {}).get(f.name) or meta.get("help") or f.name.replace("_", " ")
         choices = group.get("choices", {}).get(f.name)
-        _add_field(target, f, hints[f.name], value, dest, help, default_label, choices)
+        _add_field(target, f, hints[f.name], value, dest, help, default_label, choices, group)
 
 
 def _add_field(target, f: dataclasses.Field, tp: Any, default: Any, dest: str, help: str, label: str,
-               choices: tuple | None = None) -> None:
+               choices: tuple | None = None, group: dict | None = None) -> None:
     meta = f.metadata
-    flags = [field_flag(f), *meta.get("aliases", ())]
+    flags = list(field_flags(f, group))
     if _base_type(tp) is bool:
         if meta.get("toggle"):
             target.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,

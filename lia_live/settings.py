@@ -21,33 +21,36 @@ def option(default: Any = None, help: str = "", *, flag: str | None = None, rang
            choices: tuple | None = None, metavar: str | tuple | None = None, negate: str | None = None,
            cli: bool = True, repeat: bool = False, factory: Any = None, required: bool = False,
            nargs: int | str | None = None, csv: bool = False, toggle: bool = False, positional: bool = False,
-           aliases: tuple[str, ...] = ()) -> Any:
+           aliases: tuple[str, ...] = (), parse: Any = None) -> Any:
     """A dataclass field with its command-line description.
 
     ``range=(lo, hi)``: finite numbers within it; ``negate="--no-vcam"``: a boolean switched off by that flag
     (its help describes that flag); ``toggle``: a boolean with ``--name`` / ``--no-name``; ``cli=False``: not a
     command-line option; ``repeat``: the flag may be given several times (a tuple); ``nargs``: several values
     after one flag (a tuple); ``csv``: a comma-separated subset of ``choices`` (a tuple); ``aliases``: older
-    spellings that still work; ``positional``: an argument without a flag.
+    spellings that still work; ``positional``: an argument without a flag; ``parse``: the value's own parser
+    (an argparse type) where none of the above fits.
     """
     meta = {"help": help, "flag": flag, "range": range, "choices": choices, "metavar": metavar,
             "negate": negate, "cli": cli, "repeat": repeat, "required": required, "nargs": nargs, "csv": csv,
-            "toggle": toggle, "positional": positional, "aliases": aliases}
+            "toggle": toggle, "positional": positional, "aliases": aliases, "parse": parse}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
 def group(cls: type, title: str | None = None, *, hide: tuple[str, ...] = (), helps: dict[str, str] | None = None,
-          choices: dict[str, tuple] | None = None, **defaults: Any) -> Any:
+          choices: dict[str, tuple] | None = None, flags: dict[str, tuple[str, ...]] | None = None,
+          **defaults: Any) -> Any:
     """A nested config group: ``model: ModelConfig = group(ModelConfig, "model")``.
 
     ``title`` heads its options in ``--help`` (None: no heading of its own). A tool may ``hide`` fields of a
     shared group that it does not use, narrow their ``choices``, give a foreign class's fields (one declared
-    without :func:`option`, such as the model's ``GeneratorConfig``) their ``helps``, and set its own
-    ``defaults``; everything else about a field is declared once, on its class.
+    without :func:`option`, such as the model's ``GeneratorConfig``) their ``helps`` and ``flags`` (the flag,
+    then older spellings that still work), and set its own ``defaults``; everything else about a field is
+    declared once, on its class.
     """
-    meta = {"group": title, "hide": hide, "helps": helps or {}, "choices": choices or {}}
+    meta = {"group": title, "hide": hide, "helps": helps or {}, "choices": choices or {}, "flags": flags or {}}
     return field(default_factory=functools.partial(cls, **defaults), metadata=meta)
 
 
@@ -56,31 +59,41 @@ def is_group(f: dataclasses.Field) -> bool:
     return "group" in f.metadata
 
 
-def field_flag(f: dataclasses.Field) -> str:
-    """The command-line flag of a config field: the one place flags are named.
+def field_flags(f: dataclasses.Field, group_meta: Any = None) -> tuple[str, ...]:
+    """The command-line flags of a config field, the one it is shown as first: the one place flags are named.
 
     A boolean switched off by a flag is named by that flag (``pipeline`` → ``--serial``); a field with its own
-    ``flag`` by it (``backend_options`` → ``--backend-option``); every other field ``--field-name``.
+    ``flag`` by it (``backend_options`` → ``--backend-option``), a field renamed by its group (``flags``) by
+    that; every other field ``--field-name``. Older spellings (``aliases``) follow.
     """
-    return f.metadata.get("negate") or f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    renamed = (group_meta or {}).get("flags", {}).get(f.name)
+    if renamed:
+        return tuple(renamed)
+    first = f.metadata.get("negate") or f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    return (first, *f.metadata.get("aliases", ()))
 
 
-def _flags_of(cls: type, prefix: str = "") -> dict[str, str]:
+def field_flag(f: dataclasses.Field, group_meta: Any = None) -> str:
+    """The flag a field is shown as (see :func:`field_flags`)."""
+    return field_flags(f, group_meta)[0]
+
+
+def _flags_of(cls: type, prefix: str = "", group_meta: Any = None) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         if is_group(f):
-            out.update(_flags_of(f.default_factory.func, f"{prefix}{f.name}."))  # type: ignore[union-attr]
-        elif f.metadata:
-            out[prefix + f.name] = field_flag(f)
+            out.update(_flags_of(f.default_factory.func, f"{prefix}{f.name}.", f.metadata))  # type: ignore[union-attr]
+        elif f.metadata or f.name in (group_meta or {}).get("flags", {}):
+            out[prefix + f.name] = field_flag(f, group_meta)
     return out
 
 
 @functools.cache
-def _declared_flags() -> dict[str, str]:
-    """Setting name → flag over every tool's config: dotted (``output.fps``) and, where only one field of
-    that name exists or all agree, bare (``source_crop``)."""
+def declared_flags(*tools: type) -> dict[str, str]:
+    """Setting name → flag over the configs of ``tools`` (default: lia-live's, lia-animate's, lia-eval's):
+    dotted (``output.fps``) and, where only one field of that name exists or all agree, bare (``source_crop``)."""
     dotted: dict[str, str] = {}
-    for cls in (LiveConfig, AnimateConfig, EvalConfig):
+    for cls in tools or (LiveConfig, AnimateConfig, EvalConfig):
         dotted.update(_flags_of(cls))
     bare: dict[str, set[str]] = {}
     for name, flag in dotted.items():
@@ -88,10 +101,12 @@ def _declared_flags() -> dict[str, str]:
     return {**{k: v.pop() for k, v in bare.items() if len(v) == 1}, **dotted}
 
 
-def flag_for(name: str) -> str:
+def flag_for(name: str, tool: type | None = None) -> str:
     """The flag a command-line user types for the setting ``name`` (a config field, bare or dotted):
-    ``pipeline`` → ``--serial``, ``backend_options`` → ``--backend-option``, ``output.fps`` → ``--fps``."""
-    return _declared_flags().get(name) or "--" + name.rsplit(".", 1)[-1].replace("_", "-")
+    ``pipeline`` → ``--serial``, ``backend_options`` → ``--backend-option``, ``output.fps`` → ``--fps``.
+    ``tool``: that tool's config is asked first (``train.run``'s ``TrainConfig``: ``crop`` → ``--random-crop``)."""
+    found = declared_flags(tool).get(name) if tool is not None else None
+    return found or declared_flags().get(name) or "--" + name.rsplit(".", 1)[-1].replace("_", "-")
 
 
 def plain(value: Any) -> Any:
@@ -146,8 +161,8 @@ class MotionConfig:
                               "largest centred square (the whole image when square)", choices=("auto", "none"))
     detect_every: int = option(1, "run the face detector every N frames (every frame while the face is lost)",
                                range=(1, 1000), metavar="N")
-    mode: str = option("relative", "relative: motion relative to a reference pose (see --reference; the "
-                       "official demo); absolute: each frame's own motion (the official evaluation)",
+    mode: str = option("relative", "relative: motion relative to a reference pose (see --reference; live: "
+                       "hotkey r retakes it); absolute: each frame's own motion (the official evaluation)",
                        choices=("relative", "absolute"))
     reference: str = option("first", "relative mode's reference pose: first = the first driving frame (live: "
                             "the first with a face; the official demo); auto / landmarks = the frame nearest the "
@@ -271,7 +286,7 @@ class EvalConfig:
     """Everything one ``lia-eval`` run depends on (its checkpoint and device are resolved when it runs)."""
 
     data: Path = option(None, "dataset root (ROOT/<split>/<video>/*.png or ROOT/<split>/<video>.mp4), or a plain "
-                        "folder of videos / frame folders, or one video", metavar="DIR", required=True)
+                        "folder of videos / frame folders, or one video", metavar="PATH", required=True)
     split: str = option("test", "split folder under --data (ignored if it does not exist and --data has no split "
                         "folders)")
     out: Path = option(None, "output folder (created; rerunning the same command resumes, skipping scored videos)",

@@ -138,6 +138,21 @@ def test_old_train_command_lines_parse():
         train_config.parse_args(["--lr", "nan"])
 
 
+
+def test_train_flags_that_mean_something_else_in_lia_live_have_their_own_names(capsys):
+    """lia-live's --size is the output size and --crop the face crop: train.run says --model-size and
+    --random-crop, and still takes the old spellings."""
+    new, _, _ = train_config.parse_args(["--model-size", "128", "--random-crop", "32"])
+    old, _, _ = train_config.parse_args(["--size", "128", "--crop", "32"])
+    assert new == old and (new.generator.size, new.crop) == (128, 32)
+    from train.run import main
+
+    assert main(["--preset", "tiny", "--crop", "8", "--dry-run"]) == 2  # named as the tool names it
+    assert capsys.readouterr().err.strip() == "train: error: --random-crop must be 0 (off) or >= 16 pixels"
+    assert flag_for("crop", train_config.TrainConfig) == "--random-crop" and flag_for("crop") == "--crop"
+    assert flag_for("size", train_config.TrainConfig) == "--model-size"
+
+
 def test_apply_values_reaches_nested_groups_and_leaves_the_rest():
     base = LiveConfig()
     cfg = apply_values(base, {"motion.crop": "none", "run.max_frames": 5, "sources": [Path("x.png")]})

@@ -336,6 +336,7 @@ class KeyWindow:
         self.open = False
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_hotkeys_and_the_page_share_one_state(tmp_path, monkeypatch, astronaut):
     """`lia-live ui` with a preview window: a key pressed in the window changes what the page reads; 'q'
     there ends the panel (exit 0)."""
@@ -367,3 +368,43 @@ def test_hotkeys_and_the_page_share_one_state(tmp_path, monkeypatch, astronaut):
     window = KeyWindow(out)
     assert run_panel(cfg, PanelOptions(port=0, browser=False), out=out, window=window) == 0
     assert window.seen == [1.0, 1.1] and window.calls == 10
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_motion_recording_from_a_front_end_counts_frames_exactly(tmp_path, tiny_generator, astronaut):
+    """record_motion(path) from the panel: the model stage starts at the next frame, saves when asked to stop
+    (or when the session ends), and never resumes a finished recording."""
+    import cv2
+
+    from lia_live.animator import Animator
+    from lia_live.live import LiveController, LiveStages, make_source
+    from lia_live.motion import MotionController
+    from lia_live.output import Compositor
+
+    face = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
+    anim = Animator(tiny_generator)
+    said: list[str] = []
+    ctrl = LiveController(say=said.append)
+    ctrl.start(MotionController(anim.basis.shape[1]), ["face"])
+    stages = LiveStages(anim, [make_source("face", face, anim.size, "none")], lambda m: Compositor(64, 64, m), ctrl)
+    with pytest.raises(UserError, match="record_motion: path must be a file name or None"):
+        ctrl.act("record_motion", path=3)
+    stages.process(face, 0.0)  # not recording
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert ctrl.act("record_motion", path=str(first)) == f"motion recording: to {first} from the next frame"
+    for i in range(1, 6):
+        stages.process(np.roll(face, i, axis=1), i / 30)
+    assert ctrl.state()["motion_recording"] == str(first) and not first.exists()
+    ctrl.act("record_motion", path=None)
+    stages.process(face, 6 / 30)  # the stop is applied at this frame boundary
+    with np.load(first) as z:
+        assert z["alpha"].shape[0] == 5 and np.allclose(z["time"], [i / 30 for i in range(1, 6)])
+    assert ctrl.state()["motion_recording"] is None and ctrl.state()["last_motion"] == str(first)
+    assert f"motion recorded: {first} (5 frames)" in said
+    ctrl.act("record_motion", path=str(second))
+    for i in range(3):
+        stages.process(face, (7 + i) / 30)
+    stages.close()  # the session ends while recording: saved, and not resumed by the next session
+    with np.load(second) as z:
+        assert z["alpha"].shape[0] == 3
+    assert ctrl.state()["motion_recording"] is None and ctrl.state()["last_motion"] == str(second)

@@ -41,7 +41,8 @@ class TrainConfig:
     generator: GeneratorConfig = group(GeneratorConfig, "generator (the model's own config)", helps={
         "size": "image size (a power of two >= 64)", "style_dim": "latent width", "motion_dim": "motion directions",
         "channel_multiplier": "channel multiplier of the finest layers (official: 1)",
-        "channel_div": "divide every generator channel count (small models)"})
+        "channel_div": "divide every generator channel count (small models)"},
+        flags={"size": ("--model-size", "--size")})  # --size / --crop: lia-live's output size / face crop
     d_channel_div: int = option(1, "divide every discriminator channel count", range=(1, 64))
     stddev_group: int = option(4, "minibatch-stddev group size in D (capped at the per-forward batch)", range=(1, 64))
     # optimisation
@@ -73,8 +74,8 @@ class TrainConfig:
     mask_weight: float = option(0.0, "weight of mean(1 − mask) of the two finest ToFlow levels on the rigid pairs "
                                 "(prefer warping)", range=(0, 1e6))
     # augmentation (same random parameters for source and driving)
-    crop: int = option(0, "random square crop (pixels, before resizing to --size); 0 = off", metavar="PIXELS",
-                       range=(0, 8192))
+    crop: int = option(0, "random square crop (pixels, before resizing to --model-size); 0 = off", metavar="PIXELS",
+                       range=(0, 8192), flag="--random-crop", aliases=("--crop",))
     flip: bool = option(False, "random horizontal flip", toggle=True)
     jitter: float = option(0.0, "colour jitter strength (one random op among brightness/contrast/saturation/hue)",
                            range=(0, 0.5))

@@ -16,11 +16,11 @@ from lia_live.fsutil import check_output_path
 from lia_live.options import user_errors
 from lia_live.paths import inside, same_file
 from train import dist
-from train.config import dumps, parse_args
+from train.config import TrainConfig, dumps, parse_args
 from train.trainer import Trainer
 
 
-@user_errors("train")
+@user_errors("train", TrainConfig)
 def main(argv: list[str] | None = None) -> int:
     """Parse options, join the process group if launched by torchrun, train; UserError → one line, exit 2.
 

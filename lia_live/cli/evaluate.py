@@ -15,7 +15,8 @@ from .common import ArgumentParser, user_errors
 
 def build_parser() -> ArgumentParser:
     """The ``lia-eval`` argument parser."""
-    p = ArgumentParser(prog="lia-eval", description=__doc__.split(":", 1)[1].strip(),
+    p = ArgumentParser(prog="lia-eval", description="Score a LIA checkpoint on a test split with L1, LPIPS, AED "
+                       "and AKD (resumable).",
                        epilog="Same-identity (default): source = frame 0 of each test video, driving = every frame, "
                               "absolute motion (the official protocol). L1/LPIPS/AED/AKD are averaged over the "
                               "frames of each video, then over videos. See docs/evaluation.md.")
