@@ -841,7 +841,7 @@ def test_every_numeric_option_has_a_range(module):
         t = action.type
         assert t not in (int, float) or action.choices, f"{action.option_strings} takes any {t.__name__}"
         name = getattr(t, "__name__", "")
-        if name not in ("number", "integer"):
+        if name not in ("number", "integer") or action.choices:  # choices bound it too
             continue
         for huge in ("1e300", "-1e300", str(10 ** 30), str(-10 ** 30)):
             with pytest.raises(argparse.ArgumentTypeError):
