@@ -134,10 +134,11 @@ def local_animator(args):
     return make_animator(ModelConfig(device=args.device, backend=args.backend), announce=False)
 
 
-def remote_animator(port: int, codec="jpeg", quality=90, via: int | None = None):
+def remote_animator(port: int, codec="jpeg", quality=90, via: int | None = None, inflight: int = 1):
     from lia_live.remote import RemoteAnimator
 
-    return RemoteAnimator(f"127.0.0.1:{via or port}", TOKEN, codec=codec, quality=quality, say=lambda m: None)
+    return RemoteAnimator(f"127.0.0.1:{via or port}", TOKEN, codec=codec, quality=quality, inflight=inflight,
+                          say=lambda m: None)
 
 
 def part_pipeline(args, frames, port: int) -> dict:
@@ -145,13 +146,14 @@ def part_pipeline(args, frames, port: int) -> dict:
 
     torch.set_num_threads(args.threads)
     local = local_animator(args)
-    res: dict = {"throughput": {"local": [], "remote": []}, "paced": {"local": [], "remote": []}}
+    names = ("local", "remote", "remote_inflight2")
+    res: dict = {mode: {n: [] for n in names} for mode in ("throughput", "paced")}
     for r in range(args.repeat):
-        for name in ("local", "remote"):
+        for name in names:
             for mode, paced in (("throughput", None), ("paced", args.paced_fps)):
-                anim = local if name == "local" else remote_animator(port)
+                anim = local if name == "local" else remote_animator(port, inflight=2 if name.endswith("2") else 1)
                 res[mode][name].append(run_once(args, frames, anim, paced))
-                if name == "remote":
+                if name != "local":
                     anim.close()
                 say(f"pipeline {mode} {name} #{r + 1}: {res[mode][name][-1]['steady_fps']} fps, "
                     f"latency {res[mode][name][-1]['latency_ms_mean']} ms")
@@ -251,14 +253,16 @@ def part_delay(args, frames, port: int) -> dict:
 
     proxy = DelayProxy(("127.0.0.1", port), args.delay_ms / 1000.0)
     via = proxy.start()
+    res: dict = {"rtt_added_ms": 2 * args.delay_ms}
     try:
-        anim = remote_animator(port, via=via)
-        res = run_once(args, frames, anim, args.paced_fps)
-        anim.close()
+        for inflight in (1, 2):
+            for fps in (args.paced_fps, 30.0):
+                anim = remote_animator(port, via=via, inflight=inflight)
+                res[f"inflight{inflight}_paced{fps:g}"] = got = run_once(args, frames, anim, fps)
+                anim.close()
+                say(f"delay {2 * args.delay_ms} ms RTT, {inflight} in flight, {fps:g} fps input: {got}")
     finally:
         proxy.stop()
-    res["rtt_added_ms"] = 2 * args.delay_ms
-    say(f"delay {2 * args.delay_ms} ms RTT: {res}")
     return res
 
 

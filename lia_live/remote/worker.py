@@ -166,10 +166,13 @@ class ModelWorker:
         dev = self.anim.device
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
+        host: dict[int, torch.Tensor] = {}
         if moving:
             x = torch.cat([to_model(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
             a = self.anim.motion(x)  # (B, M)
+            a_host = a.float().cpu()  # one copy for the replies; the latents use the device's
             alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
+            host = {id(j): a_host[i:i + 1] for i, j in enumerate(moving)}
         drawn = [j for j in jobs if j.plan is not None]
         images: dict[int, np.ndarray] = {}
         if drawn:
@@ -179,14 +182,12 @@ class ModelWorker:
                 latents.append(latent)
                 feats.append(src.feats)
             levels = [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
-            out = self.anim.backend.synthesize(torch.cat(latents), levels)  # (B, 3, S, S)
+            out = self.anim.backend.synthesize(torch.cat(latents), levels).float().cpu()  # (B, 3, S, S): one copy
             images = {id(j): to_uint8(out[i:i + 1]) for i, j in enumerate(drawn)}
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
         for j in jobs:
-            got = alphas.get(id(j))
-            j.future.set_result(StepResult(None if got is None else got.float().cpu(), images.get(id(j)),
-                                           done - j.t0, len(jobs)))
+            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - j.t0, len(jobs)))
 
     def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
         s, plan = job.session, job.plan

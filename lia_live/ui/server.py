@@ -52,19 +52,7 @@ def build_app(panel, token: str, say=log):
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token)
 
     def guarded(fn):
-        async def endpoint(request):
-            try:
-                return await fn(request)
-            except BadRequest as e:
-                say(f"ui: {request.method} {request.url.path}: {e} ({e.status})")
-                return JSONResponse({"error": str(e)}, status_code=e.status)
-            except UserError as e:
-                say(f"ui: {request.method} {request.url.path}: {e}")
-                return JSONResponse({"error": str(e)}, status_code=400)
-            except Exception as e:  # noqa: BLE001 - one bad request must never take the panel down
-                say(f"ui: {request.method} {request.url.path} failed: {type(e).__name__}: {e}")
-                return JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500)
-        return endpoint
+        return _answering(fn, say)
 
     async def index(request):
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
@@ -103,6 +91,25 @@ def build_app(panel, token: str, say=log):
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     app = Starlette(routes=routes)
     return Guard(app, token, say=say)
+
+
+def _answering(fn, say):
+    """``fn`` as an endpoint whose failures are answered (4xx / 500 with one line, and one log line)."""
+    from starlette.responses import JSONResponse
+
+    async def endpoint(request):
+        try:
+            return await fn(request)
+        except BadRequest as e:
+            say(f"ui: {request.method} {request.url.path}: {e} ({e.status})")
+            return JSONResponse({"error": str(e)}, status_code=e.status)
+        except UserError as e:
+            say(f"ui: {request.method} {request.url.path}: {e}")
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except Exception as e:  # noqa: BLE001 - one bad request must never take the panel down
+            say(f"ui: {request.method} {request.url.path} failed: {type(e).__name__}: {e}")
+            return JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500)
+    return endpoint
 
 
 async def _body(request, limit: int) -> bytes:
