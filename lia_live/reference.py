@@ -34,7 +34,7 @@ blown up into noise, as a per-clip standardisation would.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -156,23 +156,6 @@ def nearest_features(target: LandmarkFeatures, frames: Sequence[LandmarkFeatures
     return int(np.argmin(d)), d
 
 
-def choose_by_landmarks(portrait_rgb: np.ndarray, frames_rgb: Iterable[np.ndarray]) -> tuple[int, np.ndarray]:
-    """The frame whose face is nearest the portrait's in head pose and mouth/eye openness.
-
-    Returns its index and the distances (N,) of all frames (``inf`` where the mesh found no face; those
-    frames are skipped). Raises :class:`UserError` when the portrait or every frame has no face.
-    """
-    with LandmarkReader() as reader:
-        src = reader.features(portrait_rgb)
-        if src is None:
-            raise UserError("no face found in the portrait by the face mesh (needed by «reference» landmarks)")
-        feats = [reader.features(f) for f in frames_rgb]
-    index, d = nearest_features(src, feats)
-    if index is None:
-        raise UserError(f"no face found by the face mesh in any of the {len(feats)} driving frames")
-    return index, d
-
-
 # ---- the choice ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReferenceChoice:
@@ -248,5 +231,5 @@ def choose_reference(by: str, alphas: torch.Tensor, alpha_source: torch.Tensor |
 
 
 __all__ = ["FEATURES", "REFERENCES", "SCALES", "LandmarkFeatures", "LandmarkReader", "ReferenceChoice",
-           "alpha_distances", "choose_by_landmarks", "choose_reference", "feature_distances", "features_from_points",
+           "alpha_distances", "choose_reference", "feature_distances", "features_from_points",
            "landmark_features", "nearest_features"]

@@ -17,7 +17,7 @@ from lia_live.reference import (
     SCALES,
     LandmarkFeatures,
     LandmarkReader,
-    choose_by_landmarks,
+    choose_reference,
     feature_distances,
     features_from_points,
     landmark_features,
@@ -144,18 +144,30 @@ def test_no_face_gives_none(reader):
         reader.features(np.zeros((32, 32), np.uint8))
 
 
-def test_choose_by_landmarks_picks_the_frame_built_to_match(face):
+def _choose(reader, portrait, frames):
+    """The landmark reference choice among ``frames`` for ``portrait`` (the α play no part in it)."""
+    src = reader.features(portrait)
+    feats = [reader.features(f) for f in frames]
+    return choose_reference("landmarks", torch.zeros(len(frames), 1), None, feats, src)
+
+
+def test_choose_reference_by_landmarks_picks_the_frame_built_to_match(face, reader):
     frames = [rotated(face, a, 128) for a in ANGLES] + [np.zeros((128, 128, 3), np.uint8)]
     for k in (1, 3, 4):
         portrait = rotated(face, ANGLES[k], 200)  # another size, so not the same pixels as frame k
-        index, d = choose_by_landmarks(portrait, frames)
-        assert index == k, d
-        assert d.shape == (6,) and math.isinf(d[5]) and np.isfinite(d[:5]).all()
+        c = _choose(reader, portrait, frames)
+        d = feature_distances(reader.features(portrait), [reader.features(f) for f in frames])
+        assert (c.index, c.window, c.by, c.faces) == (k, 6, "landmarks", 5), d
+        assert math.isinf(d[5]) and np.isfinite(d[:5]).all() and c.distance == pytest.approx(d[k])
         assert d[k] < 1.0 < np.partition(d, 1)[1]  # the match is within one unit, the runner-up beyond
-    with pytest.raises(UserError, match="no face found in the portrait"):
-        choose_by_landmarks(np.zeros((64, 64, 3), np.uint8), frames)
-    with pytest.raises(UserError, match="no face found by the face mesh in any of the 2 driving frames"):
-        choose_by_landmarks(face, frames[5:] * 2)
+    c = _choose(reader, np.zeros((64, 64, 3), np.uint8), frames)  # no face in the portrait: the first frame
+    assert (c.index, c.faces) == (0, 0) and math.isnan(c.distance)
+    assert c.describe() == "reference pose: the first frame (the face mesh finds no face in the portrait)"
+    c = _choose(reader, face, frames[5:] * 2)  # no face in any frame: the first frame
+    assert (c.index, c.faces) == (0, 0) and math.isinf(c.distance)
+    assert c.describe() == "reference pose: the face mesh found no face in the 2 driving frames; using the first frame"
+    with pytest.raises(UserError, match="unknown reference choice 'best'"):
+        choose_reference("best", torch.zeros(1, 1))
 
 
 # ---- lia-animate --reference landmarks -------------------------------------------------------------------
