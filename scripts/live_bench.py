@@ -53,6 +53,13 @@ class CountingVirtualCamera(NullOutput):
     def native_fourcc(self):
         return self.fourcc
 
+    @classmethod
+    def register(cls) -> type[CountingVirtualCamera]:
+        import pyvirtualcam  # optional: only the vcam sink needs it
+
+        pyvirtualcam.register_backend("fake", cls)
+        return cls
+
 
 def portrait(path: str | None):
     import cv2
@@ -97,7 +104,7 @@ def write_clip(face, path: Path, frames: int, size: tuple[int, int], fps: float 
     writer.release()
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--frames", type=int, default=120)
@@ -118,7 +125,11 @@ def main(argv=None) -> int:
     p.add_argument("--sink", choices=("null", "vcam", "mp4"), default="null")
     p.add_argument("--source", help="portrait image (default: scikit-image astronaut or the test card)")
     p.add_argument("--json", type=Path, help="also write the report here")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
 
     import cv2
     import torch
@@ -153,10 +164,7 @@ def main(argv=None) -> int:
         run = {"stats_every": 0, "pipeline": not a.serial}
         out = {"size": (out_w, out_h), "compose": a.compose, "vcam": a.sink == "vcam", "vcam_backend": "fake"}
         if a.sink == "vcam":
-            import pyvirtualcam  # optional: only this sink needs it
-
-            pyvirtualcam.register_backend("fake", CountingVirtualCamera)
-            fake = CountingVirtualCamera
+            fake = CountingVirtualCamera.register()
         elif a.sink == "mp4":
             out["output"] = Path(d) / "out.mp4"
         else:

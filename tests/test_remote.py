@@ -511,3 +511,38 @@ def test_two_frames_in_flight_lag_one_frame_exactly(gen, faces, portrait_png):
     # 11 replies read (the 12th frame's never is), and two explicit renders when the reference is stored:
     # the frame already in flight then was sent with the old plan
     assert anim.stats()["round_trips"] == 11 + 2
+
+
+def test_images_are_checked_from_their_header_before_decoding():
+    import io
+
+    from PIL import Image
+
+    from lia_live.remote.protocol import ProtocolError, decode_image
+
+    ok = np.full((64, 64, 3), 7, np.uint8)
+    assert np.array_equal(decode_image(encode_image(ok, "png"), 64), ok)
+    with pytest.raises(ProtocolError, match="image is 65x64, expected 64x64"):
+        decode_image(encode_image(np.zeros((64, 65, 3), np.uint8), "jpeg"), 64)
+    bmp = io.BytesIO()
+    Image.fromarray(ok).save(bmp, format="BMP")
+    with pytest.raises(ProtocolError, match="image format BMP is not allowed"):
+        decode_image(bmp.getvalue(), 64)
+    for side, why in ((6000, "image is 6000x6000"), (20000, r"not an image \(DecompressionBombError\)")):
+        with pytest.raises(ProtocolError, match=why):  # 45 bytes that claim a huge picture: refused from the header
+            decode_image(_png_header(side, side), 64)
+    with pytest.raises(ProtocolError, match="not an image"):
+        decode_image(b"\xff\xd8garbage", 64)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR chunk (8-bit RGB) and IEND: the header of a picture with no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
