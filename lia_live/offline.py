@@ -30,6 +30,7 @@ from .imaging import from_tensor, to_tensor
 from .io import open_frames, open_writer, read_image
 from .log import log, plural, progress_bar
 from .motion import MotionArgs, MotionController
+from .paths import check_animate_places
 from .pipeline import END, BackgroundSink, Handoff, Pipeline
 from .reference import LandmarkReader, ReferenceChoice, landmark_features
 from .runtime import make_animator
@@ -294,6 +295,7 @@ def run_animate(cfg: AnimateConfig) -> AnimateResult:
     143/130), and a motion recording of exactly the frames written; further SIGTERMs while finalising are
     taken as the same request; a second Ctrl-C stops at once and keeps nothing.
     """
+    check_animate_places(cfg)  # outputs against outputs and inputs (Python callers too), before any work
     source = read_image(cfg.source, "source image")
     template = load_template(cfg.template, cfg.max_frames) if cfg.template is not None else None
     drive = None

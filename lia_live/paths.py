@@ -186,3 +186,11 @@ def check_live_places(cfg: Any) -> None:
     """:func:`check_places` for a ``lia-live`` run: before anything is opened, and by ``--dry-run``."""
     outputs, inputs = live_places(cfg)
     check_places(outputs, inputs, cfg.output.overwrite)
+
+
+def check_animate_places(cfg: Any) -> None:
+    """:func:`check_places` for a ``lia-animate`` run (an :class:`~lia_live.settings.AnimateConfig`)."""
+    check_places([Place("output", cfg.output, "writer"),
+                  Place("record_motion", cfg.record_motion, what="motion recording")],
+                 [Place("source", cfg.source), Place("driving", cfg.driving), Place("template", cfg.template),
+                  Place("checkpoint", cfg.model.checkpoint)], cfg.overwrite)

@@ -9,7 +9,7 @@ from ..errors import UserError, as_flag
 from ..log import log, plural
 from ..offline import run_animate
 from ..options import add_config_args, apply_values, parsed_values
-from ..paths import Place, check_places
+from ..paths import check_animate_places
 from ..settings import AnimateConfig
 from .common import ArgumentParser, user_errors
 
@@ -40,10 +40,7 @@ def refuse_idle_options(cfg: AnimateConfig, given: dict[str, Any]) -> None:
 
 def check_paths(cfg: AnimateConfig) -> None:
     """Every output against every other and every input, before any work (see lia_live.paths)."""
-    check_places([Place("output", cfg.output, "writer"),
-                  Place("record_motion", cfg.record_motion, what="motion recording")],
-                 [Place("source", cfg.source), Place("driving", cfg.driving), Place("template", cfg.template),
-                  Place("checkpoint", cfg.model.checkpoint)], cfg.overwrite)
+    check_animate_places(cfg)
 
 
 def parse_config(argv=None) -> AnimateConfig:
