@@ -546,3 +546,26 @@ def _png_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
+
+
+def test_cli_remote_with_the_token_from_the_environment(gen, faces, portrait_png, tmp_path, capsys, monkeypatch):
+    import json
+
+    from lia_live.cli.live import main
+
+    folder = tmp_path / "drive"
+    folder.mkdir()
+    for i, f in enumerate(driving(faces[0], 6)):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    args = ["--source", str(portrait_png), "--driving", str(folder), "--no-vcam", "--output", str(tmp_path / "o"),
+            "--crop", "none", "--source-crop", "none", "--stats-json", str(tmp_path / "s.json")]
+    with serving(gen) as server:
+        monkeypatch.delenv("LIA_REMOTE_TOKEN", raising=False)
+        assert main([*args, "--remote", address(server)]) == 2
+        assert "remote mode needs the server's token: --remote-token or $LIA_REMOTE_TOKEN" in capsys.readouterr().err
+        monkeypatch.setenv("LIA_REMOTE_TOKEN", TOKEN)
+        assert main([*args, "--remote", address(server)]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] == 6 and set(stats["remote_ms_mean"]) == {"rtt", "server"}
+    assert len(list((tmp_path / "o").glob("*.png"))) == 6
+    assert "round trips, 0 reconnections, 0 frames held" in capsys.readouterr().err
