@@ -841,7 +841,7 @@ def test_every_numeric_option_has_a_range(module):
         t = action.type
         assert t not in (int, float) or action.choices, f"{action.option_strings} takes any {t.__name__}"
         name = getattr(t, "__name__", "")
-        if name not in ("number", "integer"):
+        if name not in ("number", "integer") or action.choices:  # choices bound it too
             continue
         for huge in ("1e300", "-1e300", str(10 ** 30), str(-10 ** 30)):
             with pytest.raises(argparse.ArgumentTypeError):
@@ -1061,12 +1061,8 @@ def test_live_signals_keep_the_video_and_the_recording_in_step(inputs, signals):
     assert rc == {signal.SIGINT: 130, signal.SIGTERM: 143}[signals[0]], err
     n = count_video_frames(out)
     assert 1 <= n < 400 and len(load_template(rec)) == n, err
-    assert f"motion recorded: {rec} ({plural(n)})" in err and "Traceback" not in err
+    assert f"motion recorded: {rec} ({n} frame{'' if n == 1 else 's'})" in err and "Traceback" not in err
     assert leftovers(inputs["tmp"]) == []
-
-
-def plural(n: int) -> str:
-    return f"{n} frame" + ("" if n == 1 else "s")
 
 
 def test_live_on_a_clip_without_any_face_says_so_and_keeps_nothing(inputs, tmp_path, capsys):
@@ -1191,3 +1187,14 @@ def test_training_numbers_out_of_their_declared_range_are_usage_errors(tmp_path,
     assert e.value.code == 2 and needle in capsys.readouterr().err
     with pytest.raises(UserError, match=r"iters 1000000000000 is outside \[1, 1e\+09\]"):
         TrainConfig(iters=10 ** 12).validate()  # a config built in code: the same declared range
+
+
+def test_training_out_overlapping_the_data_is_refused(tmp_path, capsys):
+    from train.run import main
+
+    data = write_png_clips(tmp_path / "data", 1, 2)
+    for out in (data / "run", data, tmp_path):
+        assert main(["--preset", "tiny", "--data", str(data), "--out", str(out), "--iters", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "overlap" in err and len(err.strip().splitlines()) == 1, err
+    assert not (data / "run").exists()

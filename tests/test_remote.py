@@ -511,3 +511,61 @@ def test_two_frames_in_flight_lag_one_frame_exactly(gen, faces, portrait_png):
     # 11 replies read (the 12th frame's never is), and two explicit renders when the reference is stored:
     # the frame already in flight then was sent with the old plan
     assert anim.stats()["round_trips"] == 11 + 2
+
+
+def test_images_are_checked_from_their_header_before_decoding():
+    import io
+
+    from PIL import Image
+
+    from lia_live.remote.protocol import ProtocolError, decode_image
+
+    ok = np.full((64, 64, 3), 7, np.uint8)
+    assert np.array_equal(decode_image(encode_image(ok, "png"), 64), ok)
+    with pytest.raises(ProtocolError, match="image is 65x64, expected 64x64"):
+        decode_image(encode_image(np.zeros((64, 65, 3), np.uint8), "jpeg"), 64)
+    bmp = io.BytesIO()
+    Image.fromarray(ok).save(bmp, format="BMP")
+    with pytest.raises(ProtocolError, match="image format BMP is not allowed"):
+        decode_image(bmp.getvalue(), 64)
+    for side, why in ((6000, "image is 6000x6000"), (20000, r"not an image \(DecompressionBombError\)")):
+        with pytest.raises(ProtocolError, match=why):  # 45 bytes that claim a huge picture: refused from the header
+            decode_image(_png_header(side, side), 64)
+    with pytest.raises(ProtocolError, match="not an image"):
+        decode_image(b"\xff\xd8garbage", 64)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR chunk (8-bit RGB) and IEND: the header of a picture with no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+
+def test_cli_remote_with_the_token_from_the_environment(gen, faces, portrait_png, tmp_path, capsys, monkeypatch):
+    import json
+
+    from lia_live.cli.live import main
+
+    folder = tmp_path / "drive"
+    folder.mkdir()
+    for i, f in enumerate(driving(faces[0], 6)):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    args = ["--source", str(portrait_png), "--driving", str(folder), "--no-vcam", "--output", str(tmp_path / "o"),
+            "--crop", "none", "--source-crop", "none", "--stats-json", str(tmp_path / "s.json")]
+    with serving(gen) as server:
+        monkeypatch.delenv("LIA_REMOTE_TOKEN", raising=False)
+        assert main([*args, "--remote", address(server)]) == 2
+        assert "remote mode needs the server's token: --remote-token or $LIA_REMOTE_TOKEN" in capsys.readouterr().err
+        monkeypatch.setenv("LIA_REMOTE_TOKEN", TOKEN)
+        assert main([*args, "--remote", address(server)]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] == 6 and set(stats["remote_ms_mean"]) == {"rtt", "server"}
+    assert len(list((tmp_path / "o").glob("*.png"))) == 6
+    assert "round trips, 0 reconnections, 0 frames held" in capsys.readouterr().err

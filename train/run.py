@@ -14,6 +14,7 @@ import sys
 from lia_live.errors import UserError
 from lia_live.fsutil import check_output_path
 from lia_live.options import user_errors
+from lia_live.paths import inside, same_file
 from train import dist
 from train.config import TrainConfig, dumps, parse_args
 from train.trainer import Trainer
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--data is required: the dataset folder (ROOT/{train,test}/<video>/*.png or <video>.mp4)")
     # --out: a folder that can be written (an existing run folder is fine: --resume decides)
     check_output_path(cfg.out, overwrite=True, what="--out", kind="dir")
+    if same_file(cfg.out, cfg.data) or inside(cfg.out, cfg.data) or inside(cfg.data, cfg.out):
+        raise UserError(f"--out {cfg.out} and --data {cfg.data} overlap: checkpoints and samples would be written "
+                        "among the training clips (or read as clips); choose an --out folder outside the data")
     device = dist.pick_device(cfg.device)
     dist.init(device)
     trainer, finished = None, False

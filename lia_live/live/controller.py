@@ -333,7 +333,7 @@ class LiveController:
         return "direction offsets reset"
 
     def _record_motion(self, path) -> str:
-        """Start recording the motion to ``path`` (a front end picks the file; the model stage writes it at
+        """Start recording the motion to ``path`` (a front end picks the file; the sink writes it at
         the next frame boundary), or stop and save with None."""
         if path is not None and (not isinstance(path, str) or not path.strip()):
             raise UserError(f"record_motion: path must be a file name or None, got {path!r}")

@@ -273,11 +273,7 @@ class LiveStages:
         t0 = time.perf_counter()
         args, message = self.motion.update(alpha, work.frame.media_time, work.features)
         self.say(message)
-        if self.controller.motion_target() != (self._motion_rec[0] if self._motion_rec else None):
-            self._switch_motion_recording()
-        if self._motion_rec is not None:
-            self._motion_rec[1].add(work.frame, alpha, args)
-        work.args = self.last_args = args  # «record_motion» records it when the frame is sent (record())
+        work.args = self.last_args = args  # recorded when the frame is sent (record())
         work.face = self.anim.render(args.alpha, args.alpha_ref, args.power, args.offset)  # (1, 3, S, S)
         self._timed("synthesis", t0)
         return work
@@ -286,11 +282,17 @@ class LiveStages:
         """Add a sent frame's motion to the recording: called when the frame reaches the outputs, so the
         recording and the video hold the same frames however the run stops (frames in flight, or dropped
         by a live camera's newest-only hand-offs, are in neither)."""
-        if self.recorder is not None and work.args is not None:
+        if self.controller.motion_target() != (self._motion_rec[0] if self._motion_rec else None):
+            self._switch_motion_recording()  # the caller's thread, like close(): no other thread touches it
+        if work.args is None:
+            return
+        if self.recorder is not None:
             self.recorder.add(work.frame, None, work.args)
+        if self._motion_rec is not None:
+            self._motion_rec[1].add(work.frame, None, work.args)
 
     def _switch_motion_recording(self) -> None:
-        """Start or stop the recording a front end asked for (model thread, at a frame boundary)."""
+        """Start or stop the recording a front end asked for (the sink's thread, at a frame boundary)."""
         self._save_motion()
         target = self.controller.motion_target()
         if target is not None:

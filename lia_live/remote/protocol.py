@@ -103,7 +103,7 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, dims = im.format, im.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise ProtocolError(f"payload is not an image ({type(e).__name__})") from None
     if fmt not in ("JPEG", "WEBP", "PNG"):
         raise ProtocolError(f"image format {fmt} is not allowed")
