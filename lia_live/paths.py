@@ -79,8 +79,7 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
 def _check_output(place: Place, overwrite: bool) -> str:
     """The writer checks for one output; returns its kind on disk ("file" or "dir")."""
     if place.kind == "writer":
-        from .io import check_writer_path  # io pulls numpy/cv2 helpers: only for the tools that write video
-        from .io.video import VIDEO_EXTS
+        from .io.video import VIDEO_EXTS, check_writer_path  # here: lia_live.io imports this module
 
         check_writer_path(place.path, overwrite)  # type: ignore[arg-type]
         return "file" if Path(place.path).suffix.lower() in VIDEO_EXTS else "dir"  # type: ignore[arg-type]
