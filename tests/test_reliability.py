@@ -248,7 +248,9 @@ def _start_and_wait_for_frames(args: list, min_frames: int = 2) -> tuple[subproc
     return proc, chunks
 
 
-def test_sigterm_gives_a_shorter_playable_mp4_and_exit_143(inputs):
+@pytest.mark.parametrize("sigterms", [1, 2])
+def test_sigterm_gives_a_shorter_playable_mp4_and_exit_143(inputs, sigterms):
+    """One SIGTERM, or two 0.1 s apart (the second is the same request): a shorter playable mp4, exit 143."""
     out = inputs["tmp"] / "o.mp4"
     long = inputs["tmp"] / "long"
     long.mkdir()
@@ -257,6 +259,9 @@ def test_sigterm_gives_a_shorter_playable_mp4_and_exit_143(inputs):
     args = [a for a in animate_args({**inputs, "folder": long}, out) if a != "--no-progress"]
     proc, chunks = _start_and_wait_for_frames(args)
     proc.send_signal(signal.SIGTERM)
+    if sigterms == 2:
+        threading.Event().wait(0.1)
+        proc.send_signal(signal.SIGTERM)
     rc = proc.wait(120)
     err = "".join(chunks)
     assert rc == 143, err
