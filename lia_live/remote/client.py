@@ -167,12 +167,13 @@ class RemoteAnimator:
             return None
         self._seq += 1
         message = pack({**header, "session": self.session, "seq": self._seq}, payload)
+        t0 = time.perf_counter()  # before the send: on a busy machine the server may start (and finish) first
         try:
             conn.send(message)
         except (ConnectionClosed, OSError) as e:
             self._lost(e)
             return None
-        self._sent[self._seq] = (time.perf_counter(), len(message))
+        self._sent[self._seq] = (t0, len(message))
         return self._seq
 
     def _receive(self, seq: int) -> tuple[dict, bytes] | None:
