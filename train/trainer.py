@@ -219,7 +219,7 @@ class Trainer:
 
     def step(self, data_iter, iteration: int) -> torch.Tensor:
         """One G step and one D step over the global batch; returns this rank's loss terms (LOSS_NAMES)."""
-        cfg, n = self.cfg, self.cfg.accum
+        cfg = self.cfg
         batches = self._batches(data_iter)
         thetas = []
         for m, (src, drv) in enumerate(batches):
@@ -229,12 +229,25 @@ class Trainer:
         terms = torch.zeros(len(LOSS_NAMES), device=self.device)  # (10,)
         self.gen.train()
         self.dis.train()
+        recons = self._g_step(batches, thetas, terms)
+        if cfg.gan_weight == 0 and cfg.r1 == 0:
+            return terms  # no adversarial term: D is not trained (L1/VGG-only runs)
+        self._d_step(batches, recons, terms)
+        if cfg.r1 > 0 and iteration % cfg.d_reg_every == 0:
+            self._r1_step(batches, terms)
+        return terms
 
+    def _no_sync(self, ddp, m: int):
+        """Gradient accumulation: DDP all-reduces only on the last micro-batch ``m`` of the step."""
+        return ddp.no_sync() if self.world > 1 and m < self.cfg.accum - 1 else contextlib.nullcontext()
+
+    def _g_step(self, batches: list, thetas: list, terms: torch.Tensor) -> list[torch.Tensor]:
+        """The generator's update (L1, VGG, GAN and the rigid-pair terms); returns the detached outputs."""
+        cfg, n = self.cfg, self.cfg.accum
         self.dis.requires_grad_(False)
         recons = []
         for m, (src, drv) in enumerate(batches):
-            sync = self.gen_ddp.no_sync() if self.world > 1 and m < n - 1 else contextlib.nullcontext()
-            with sync:
+            with self._no_sync(self.gen_ddp, m):
                 if self.flow_probe is not None:
                     self.flow_probe.clear()
                 with _autocast(self.device, cfg.amp):
@@ -254,14 +267,15 @@ class Trainer:
             terms[:4] += torch.stack([l1, vgg, gan, g_loss]).detach() / n
         self.g_optim.step()
         self.g_optim.zero_grad(set_to_none=True)
+        return recons
 
-        if cfg.gan_weight == 0 and cfg.r1 == 0:
-            return terms  # no adversarial term: D is not trained (L1/VGG-only runs)
+    def _d_step(self, batches: list, recons: list, terms: torch.Tensor) -> None:
+        """The discriminator's logistic update on real driving frames vs the generator's outputs."""
+        n = self.cfg.accum
         self.dis.requires_grad_(True)
         for m, ((_, drv), recon) in enumerate(zip(batches, recons)):
-            sync = self.dis_ddp.no_sync() if self.world > 1 and m < n - 1 else contextlib.nullcontext()
-            with sync:
-                with _autocast(self.device, cfg.amp):
+            with self._no_sync(self.dis_ddp, m):
+                with _autocast(self.device, self.cfg.amp):
                     logits = self.dis_ddp(torch.cat([drv, recon.to(drv.dtype)]))  # (2b, 1)
                 real, fake = logits.float().chunk(2)
                 d_loss = d_logistic(real, fake)
@@ -270,18 +284,18 @@ class Trainer:
         self.d_optim.step()
         self.d_optim.zero_grad(set_to_none=True)
 
-        if cfg.r1 > 0 and iteration % cfg.d_reg_every == 0:
-            for m, (_, drv) in enumerate(batches):
-                sync = self.dis_ddp.no_sync() if self.world > 1 and m < n - 1 else contextlib.nullcontext()
-                with sync:
-                    real = drv.detach().requires_grad_(True)
-                    logits = self.dis_ddp(real)  # (b, 1)
-                    r1 = r1_penalty(logits, real)
-                    (cfg.r1 / 2 * r1 * cfg.d_reg_every / n).backward()
-                terms[7] += r1.detach() / n
-            self.d_optim.step()
-            self.d_optim.zero_grad(set_to_none=True)
-        return terms
+    def _r1_step(self, batches: list, terms: torch.Tensor) -> None:
+        """The lazy R1 penalty on real frames (every ``d_reg_every`` iterations, scaled by that interval)."""
+        cfg, n = self.cfg, self.cfg.accum
+        for m, (_, drv) in enumerate(batches):
+            with self._no_sync(self.dis_ddp, m):
+                real = drv.detach().requires_grad_(True)
+                logits = self.dis_ddp(real)  # (b, 1)
+                r1 = r1_penalty(logits, real)
+                (cfg.r1 / 2 * r1 * cfg.d_reg_every / n).backward()
+            terms[7] += r1.detach() / n
+        self.d_optim.step()
+        self.d_optim.zero_grad(set_to_none=True)
 
     # -- logging ------------------------------------------------------------------------------------
     def _open_writer(self):

@@ -218,32 +218,8 @@ def evaluate_video(anim, entry: VideoEntry, source: VideoEntry, cfg: EvalConfig,
                 recon = anim.render(anim.motion(real.to(anim.device))).float().cpu()  # (B, 3, S, S)
                 timers["model"] += time.perf_counter() - t
                 fake = from_tensor(recon)  # (B, S, S, 3) uint8
-                if "l1" in plan.metrics:
-                    t = time.perf_counter()
-                    per_frame["l1"] += [float(v) for v in l1_per_frame(recon, real)]
-                    timers["l1"] += time.perf_counter() - t
-                if scorers.lpips is not None:
-                    t = time.perf_counter()
-                    per_frame["lpips"] += [float(v) for v in scorers.lpips(recon, real)]
-                    timers["lpips"] += time.perf_counter() - t
-                if scorers.identity is not None:
-                    t = time.perf_counter()
-                    for real_u8, fake_u8 in zip(batch, fake):
-                        if cross:
-                            d = math.nan if src_emb is None else scorers.identity.distance(src_img, fake_u8, src_emb)
-                        else:
-                            d = scorers.identity.distance(real_u8, fake_u8)
-                        per_frame["aed"].append(d)
-                    timers["aed"] += time.perf_counter() - t
-                if scorers.landmarks is not None:
-                    t = time.perf_counter()
-                    for real_u8, fake_u8 in zip(batch, fake):
-                        match = scorers.landmarks.match(real_u8, fake_u8)
-                        per_frame["akd"].append(match.akd)
-                        if "gt_keypoints" in per_frame:
-                            per_frame["gt_keypoints"].append(match.gt_present)
-                            per_frame["missing_keypoints"].append(match.missing)
-                    timers["akd"] += time.perf_counter() - t
+                _score_batch(per_frame, batch, real, recon, fake, src_img, src_emb, cross, plan, scorers,
+                             timers)
                 if writer is not None:
                     t = time.perf_counter()
                     for real_u8, fake_u8 in zip(batch, fake):
@@ -259,6 +235,37 @@ def evaluate_video(anim, entry: VideoEntry, source: VideoEntry, cfg: EvalConfig,
     return {"name": entry.name, "path": str(entry.path), "source": source.name, "frames": len(frames),
             "per_frame": per_frame, "summary": summarize_video(per_frame, plan.metrics)}
 
+
+def _score_batch(per_frame: dict[str, list], batch: list, real: torch.Tensor, recon: torch.Tensor, fake,
+                 src_img: np.ndarray, src_emb, cross: bool, plan: Plan, scorers: Scorers,
+                 timers: dict[str, float]) -> None:
+    """Append one batch's per-frame scores (L1, LPIPS, AED, AKD) to ``per_frame``, timing each metric."""
+    if "l1" in plan.metrics:
+        t = time.perf_counter()
+        per_frame["l1"] += [float(v) for v in l1_per_frame(recon, real)]
+        timers["l1"] += time.perf_counter() - t
+    if scorers.lpips is not None:
+        t = time.perf_counter()
+        per_frame["lpips"] += [float(v) for v in scorers.lpips(recon, real)]
+        timers["lpips"] += time.perf_counter() - t
+    if scorers.identity is not None:
+        t = time.perf_counter()
+        for real_u8, fake_u8 in zip(batch, fake):
+            if cross:
+                d = math.nan if src_emb is None else scorers.identity.distance(src_img, fake_u8, src_emb)
+            else:
+                d = scorers.identity.distance(real_u8, fake_u8)
+            per_frame["aed"].append(d)
+        timers["aed"] += time.perf_counter() - t
+    if scorers.landmarks is not None:
+        t = time.perf_counter()
+        for real_u8, fake_u8 in zip(batch, fake):
+            match = scorers.landmarks.match(real_u8, fake_u8)
+            per_frame["akd"].append(match.akd)
+            if "gt_keypoints" in per_frame:
+                per_frame["gt_keypoints"].append(match.gt_present)
+                per_frame["missing_keypoints"].append(match.missing)
+        timers["akd"] += time.perf_counter() - t
 
 def _from_json(rec: dict) -> dict:
     """Restore NaN for the None values JSON stored."""
