@@ -81,25 +81,32 @@ def portrait(path: str | None):
         return from_tensor(test_card(512))[0]
 
 
-def write_clip(face, path: Path, frames: int, size: tuple[int, int], fps: float = 30.0) -> None:
-    """The portrait (head ~150 px) drifting and breathing inside a plain frame, as an mp4 (OpenCV mp4v)."""
+def webcam_frames(face, n: int, size: tuple[int, int] = (640, 480), fps: float = 30.0):
+    """The portrait (head ~300 px) drifting and breathing inside a plain frame: ``n`` RGB frames."""
     import math
 
     import cv2
     import numpy as np
 
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    base = 300
-    for i in range(frames):
+    for i in range(n):
         t = i / fps
-        side = int(base * (1 + 0.08 * math.sin(2 * math.pi * t / 3)))
+        side = int(300 * (1 + 0.08 * math.sin(2 * math.pi * t / 3)))
         patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
         canvas = np.full((h, w, 3), 90, np.uint8)
         x = int(w / 2 - side / 2 + 80 * math.sin(2 * math.pi * t / 5))
         y = int(h / 2 - side / 2 + 30 * math.sin(2 * math.pi * t / 4))
         x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
         canvas[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+        yield canvas
+
+
+def write_clip(face, path: Path, frames: int, size: tuple[int, int], fps: float = 30.0) -> None:
+    """:func:`webcam_frames` as an mp4 (OpenCV mp4v)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for canvas in webcam_frames(face, frames, size, fps):
         writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     writer.release()
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from live_bench import webcam_frames  # scripts/ is on the path when a script runs (and in pytest)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench"
@@ -44,22 +45,8 @@ def astronaut():
 
 
 def clip(face: np.ndarray, n: int, size=(640, 480)) -> list[np.ndarray]:
-    """The portrait (~300 px head) drifting and breathing in a plain 640×480 frame."""
-    import cv2
-
-    w, h = size
-    out = []
-    for i in range(n):
-        t = i / 30.0
-        side = int(300 * (1 + 0.08 * math.sin(2 * math.pi * t / 3)))
-        patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-        canvas = np.full((h, w, 3), 90, np.uint8)
-        x = int(w / 2 - side / 2 + 80 * math.sin(2 * math.pi * t / 5))
-        y = int(h / 2 - side / 2 + 30 * math.sin(2 * math.pi * t / 4))
-        x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
-        canvas[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
-        out.append(canvas)
-    return out
+    """The portrait (~300 px head) drifting and breathing in a plain 640×480 frame (live_bench's clip)."""
+    return list(webcam_frames(face, n, size))
 
 
 def start_server(args, *extra: str) -> tuple[subprocess.Popen, int]:

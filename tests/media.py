@@ -112,3 +112,16 @@ def write_png_clips(root: Path, n_clips: int, n_frames: int, size: int = 64, see
             img = img * (0.75 + 0.25 * xx[..., None] / size)
             cv2.imwrite(str(folder / f"{t:05d}.png"), img.clip(0, 255).astype(np.uint8))
     return root
+
+
+def face_card(size: int = 96, mouth: bool = False) -> np.ndarray:
+    """A drawn face (skin ellipse, two eyes, optionally a mouth) on a blue card: RGB uint8 (size, size, 3)."""
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:] = (60, 90, 140)
+    c = size // 2
+    cv2.ellipse(img, (c, c), (int(size * 0.3), int(size * 0.4)), 0, 0, 360, (210, 170, 150), -1)
+    for dx in (-1, 1):
+        cv2.circle(img, (c + dx * size // 7, c - size // 10), size // 20, (40, 30, 30), -1)
+    if mouth:
+        cv2.ellipse(img, (c, c + size // 5), (size // 8, size // 30), 0, 0, 360, (120, 40, 50), -1)
+    return img

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from livedata import ReplayGraph
 
 from lia_live.backends import cache as engines
 from lia_live.backends.cache import EngineSpec, commit, engine_dir, is_stale, lookup
@@ -289,23 +290,12 @@ def test_tensorrt_options_reach_the_backend(fake_trt, tiny_generator, tmp_path, 
 
 # ---- cudagraph: the capture logic with a stand-in for the CUDA graph ---------------------------------
 
-class _ReplayGraph:
-    """Stands in for a captured CUDA graph: replay recomputes fn on the static inputs *into* the static output."""
-
-    def __init__(self, fn, inputs, out):
-        self.fn, self.inputs, self.out = fn, inputs, out
-
-    def replay(self):
-        with torch.no_grad():
-            self.out.copy_(self.fn(*self.inputs))
-
-
 def _fake_capture(log):
     def capture(fn, inputs, pool, warmup):
         log.append((tuple(inputs[0].shape), pool, warmup))
         with torch.no_grad():
             out = fn(*inputs)
-        return _ReplayGraph(fn, inputs, out), out
+        return ReplayGraph(fn, inputs, out), out
     return capture
 
 

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from livedata import Collect
+from livedata import Collect, ReplayGraph
+from media import face_card
 
 from lia_live.animator import Animator
 from lia_live.backends import create_backend
@@ -27,19 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: OpenMP stalls
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
-def _card(size=96):
-    img = np.zeros((size, size, 3), np.uint8)
-    img[:] = (60, 90, 140)
-    c = size // 2
-    cv2.ellipse(img, (c, c), (int(size * 0.3), int(size * 0.4)), 0, 0, 360, (210, 170, 150), -1)
-    for dx in (-1, 1):
-        cv2.circle(img, (c + dx * size // 7, c - size // 10), size // 20, (40, 30, 30), -1)
-    return img
-
-
 def _frames(n, events=None):
     """n 160×120 frames with the card moving; ``events`` gets ("read", thread) as each is taken."""
-    face = _card(80)
+    face = face_card(80)
     for i in range(n):
         if events is not None:
             events.append(("read", threading.get_ident()))
@@ -54,7 +45,7 @@ def _run_live(tmp_path, anim, n=6, compose="crop", frame_path="host", pipeline=T
     from lia_live.live import LiveConfig, run_live
 
     src = tmp_path / "card.png"
-    cv2.imwrite(str(src), cv2.cvtColor(_card(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src), cv2.cvtColor(face_card(), cv2.COLOR_RGB2BGR))
     sink = Collect()
     cfg = LiveConfig(sources=(src,)).replace(
         motion={"crop": "none", "source_crop": "none"},
@@ -64,23 +55,12 @@ def _run_live(tmp_path, anim, n=6, compose="crop", frame_path="host", pipeline=T
     return stats, sink.frames
 
 
-class _ReplayGraph:
-    """Stands in for a captured CUDA graph: replay recomputes fn on the static inputs into the static output."""
-
-    def __init__(self, fn, inputs, out):
-        self.fn, self.inputs, self.out = fn, inputs, out
-
-    def replay(self):
-        with torch.no_grad():
-            self.out.copy_(self.fn(*self.inputs))
-
-
 def _capture(events):
     def capture(fn, inputs, pool, warmup):
         events.append(("capture", threading.get_ident()))
         with torch.no_grad():
             out = fn(*inputs)
-        return _ReplayGraph(fn, inputs, out), out
+        return ReplayGraph(fn, inputs, out), out
     return capture
 
 
@@ -112,7 +92,7 @@ def test_every_module_takes_cpu0_like_cpu(tiny_generator):
     anim = Animator(tiny_generator, device="cpu:0")
     assert anim.device == anim.backend.device == torch.zeros(1).device
     assert FrameUploader("cpu:0").device == torch.zeros(1).device
-    portrait = _card(120)
+    portrait = face_card(120)
     comp, ref = Compositor(160, 120, "paste"), Compositor(160, 120, "paste")
     comp.set_source_tensor(portrait, center_box(portrait), 64, torch.device("cpu:0"))
     ref.set_source_tensor(portrait, center_box(portrait), 64, "cpu")
@@ -307,7 +287,7 @@ def test_static_source_features_are_copied_only_when_the_source_changes(tiny_gen
     events: list = []
     anim = Animator(_cudagraph(tiny_generator, events))
     eager = Animator(copy.deepcopy(tiny_generator))
-    a, b = _card(64), np.ascontiguousarray(_card(64)[:, ::-1])
+    a, b = face_card(64), np.ascontiguousarray(face_card(64)[:, ::-1])
     drive = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         for src in (a, b, a):
@@ -343,8 +323,8 @@ def test_reduced_precision_that_diverges_falls_back_to_fp32_with_one_line(tiny_g
         backend = _cudagraph(tiny_generator, events, precision="bf16")
         _spoil(backend._motion.fc)
     anim, ref = Animator(backend), Animator(copy.deepcopy(tiny_generator))
-    anim.set_source(_card(64))
-    ref.set_source(_card(64))
+    anim.set_source(face_card(64))
+    ref.set_source(face_card(64))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"WARNING: {kind} bf16 diverges from fp32" in err[0] and "running fp32" in err[0]
     assert backend.precision == "fp32" and backend.dtype == torch.float32
@@ -355,11 +335,11 @@ def test_reduced_precision_that_diverges_falls_back_to_fp32_with_one_line(tiny_g
 
 def test_reduced_precision_that_agrees_is_kept_and_the_check_can_be_turned_off(tiny_generator, capsys):
     ok = create_backend("eager", tiny_generator, precision="bf16")
-    Animator(ok).set_source(_card(64))
+    Animator(ok).set_source(face_card(64))
     assert ok.precision == "bf16" and ok.validated is not None and all(c.ok for c in ok.validated)
     off = create_backend("eager", tiny_generator, precision="bf16", options={"check": "off"})
     _spoil(off.model.enc.fc)
-    Animator(off).set_source(_card(64))
+    Animator(off).set_source(face_card(64))
     assert off.precision == "bf16" and off.validated is None
     assert "WARNING" not in capsys.readouterr().err
 

@@ -9,23 +9,13 @@ import numpy as np
 import pytest
 import torch
 from livedata import Collect
+from media import face_card
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def _card(size=256):
-    img = np.zeros((size, size, 3), np.uint8)
-    img[:] = (60, 90, 140)
-    c = size // 2
-    cv2.ellipse(img, (c, c), (int(size * 0.3), int(size * 0.4)), 0, 0, 360, (210, 170, 150), -1)
-    for dx in (-1, 1):
-        cv2.circle(img, (c + dx * size // 7, c - size // 10), size // 20, (40, 30, 30), -1)
-    cv2.ellipse(img, (c, c + size // 5), (size // 8, size // 30), 0, 0, 360, (120, 40, 50), -1)
-    return img
-
-
 def _frames(n=24, w=640, h=480):
-    face = _card(200)
+    face = face_card(200, mouth=True)
     out = []
     for i in range(n):
         f = np.full((h, w, 3), 80, np.uint8)
@@ -41,7 +31,7 @@ def _run(tmp_path, generator, device, frame_path, compose, pipeline=True, anim=N
     from lia_live.live import LiveConfig, run_live
 
     src = tmp_path / "card.png"
-    cv2.imwrite(str(src), cv2.cvtColor(_card(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src), cv2.cvtColor(face_card(256, mouth=True), cv2.COLOR_RGB2BGR))
     sink = Collect()
     cfg = LiveConfig(sources=(src,)).replace(
         motion={"crop": "none", "source_crop": "none"},
@@ -86,7 +76,7 @@ def test_offline_batches_on_cuda_match_single_steps(tmp_path, tiny_generator):
     from lia_live.offline import DrivePlan, animate_video
 
     anim = Animator(tiny_generator.to("cuda"), backend="eager", device="cuda")
-    anim.set_source(_card(64))
+    anim.set_source(face_card(64, mouth=True))
     frames = [cv2.resize(f[100:400, 170:470], (64, 64)) for f in _frames(12)]
     one = np.stack(list(animate_video(anim, frames, DrivePlan(), batch=1))).astype(int)
     eight = np.stack(list(animate_video(anim, frames, DrivePlan(), batch=8))).astype(int)
