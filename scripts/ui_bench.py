@@ -145,8 +145,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--backend", default="auto")
     p.add_argument("--json", type=Path)
-    p.add_argument("--preview-rate", default="0", choices=("0", "15", "5", "1"),
-                   help="the page's preview cap (0: the pipeline's rate, the default)")
+    p.add_argument("--preview-rate", default="15", choices=("15", "30", "0", "5", "1"),
+                   help="the page's preview cap: 15 fps (the page's default), 0 the pipeline's rate")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as d:
         proc, url = start_panel(Path(d), a.backend)
