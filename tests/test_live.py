@@ -405,3 +405,22 @@ def test_each_source_portrait_is_read_once(media, ckpt, tmp_path, monkeypatch):
                str(out), "--max-frames", "2", "--stats-every", "0"])
     assert rc == 0 and count_video_frames(out) == 2
     assert calls == [media / "astro.png", media / "astro_small.png"]
+
+
+def test_hotkey_hint_only_for_terminal_sessions(media, tiny_generator, scene, capsys):
+    """A camera without a window: a terminal session is told how to get hotkeys; a front end that brings its
+    own controller (the control panel) is not told about keys it does not use."""
+    from lia_live.capture.base import IterableCapture
+
+    class LiveFrames(IterableCapture):
+        live = True
+
+    register_fake_vcam()
+    hint = "hotkeys need a preview window"
+    run_live(_cfg(media), capture=LiveFrames([scene.frame(k) for k in range(3)]), animator=_anim(tiny_generator))
+    assert capsys.readouterr().err.count(hint) == 1
+    panel = LiveController()
+    run_live(_cfg(media), capture=LiveFrames([scene.frame(k) for k in range(3)]), animator=_anim(tiny_generator),
+             controller=panel)
+    said = panel.messages()[1]
+    assert any("frame path: " in m for m in said) and not any("hotkeys need" in m for m in said)

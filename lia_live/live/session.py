@@ -45,7 +45,8 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
     """
     ctrl = controller or LiveController()
     try:
-        return _run(cfg, ctrl, capture, animator, tracker, window, extra_outputs, portraits)
+        return _run(cfg, ctrl, capture, animator, tracker, window, extra_outputs, portraits,
+                    terminal=controller is None)
     except KeyboardInterrupt:
         ctrl.note("interrupted")
         raise
@@ -57,7 +58,7 @@ def run_live(cfg: LiveConfig, capture: Capture | None = None, animator: Animator
 
 
 def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, window, extra_outputs,
-         portraits) -> dict:
+         portraits, terminal: bool = True) -> dict:
     check_outputs(cfg)
     if animator is None:
         anim = make_animator(cfg.model, cfg.motion.motion_power, say=ctrl.say)
@@ -70,7 +71,7 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
     stopper = Stopper(say=ctrl.say)
     with stopper:  # held until every file is in place: a second SIGTERM while finalising changes nothing
         stages = _open_and_loop(cfg, ctrl, anim, sources, capture, tracker, window, extra_outputs, resources,
-                                stopper)
+                                stopper, terminal)
         ctrl.end()
         if stages is None:
             return {}
@@ -80,7 +81,8 @@ def _run(cfg: LiveConfig, ctrl: LiveController, capture, animator, tracker, wind
 
 
 def _open_and_loop(cfg: LiveConfig, ctrl: LiveController, anim: Animator, sources: list[SourceEntry], capture,
-                   tracker, window, extra_outputs, resources: list, stopper: Stopper) -> LiveStages | None:
+                   tracker, window, extra_outputs, resources: list, stopper: Stopper,
+                   terminal: bool) -> LiveStages | None:
     """Open the input, the outputs and the stages, run the loop, close everything (finalising recordings,
     or dropping them after a second Ctrl-C or a clip without any face)."""
     aborted = False
@@ -103,7 +105,7 @@ def _open_and_loop(cfg: LiveConfig, ctrl: LiveController, anim: Animator, source
             raise UserError("no output left: give an «output» file, a «preview» window, or set up a virtual camera")
         stages = build_stages(cfg, anim, sources, tracker, out_fps, ctrl, hold=not cap.live)
         resources.append(stages)
-        _say_start(cfg, ctrl, stages, window is not None, cap.live)
+        _say_start(cfg, ctrl, stages, window is not None, cap.live and terminal)
         with torch.inference_mode():
             loop = pipelined_loop if cfg.run.pipeline else serial_loop
             loop(cfg, stages, cap, outputs, window, stopper.stop)
@@ -139,11 +141,13 @@ def _camera_settings(cfg: LiveConfig) -> CameraSettings:
                           fps_forced=c.fps is not None, mjpg=c.mjpg)
 
 
-def _say_start(cfg: LiveConfig, ctrl: LiveController, stages: LiveStages, window: bool, live: bool) -> None:
+def _say_start(cfg: LiveConfig, ctrl: LiveController, stages: LiveStages, window: bool, hint: bool) -> None:
+    """The session's first lines; ``hint``: a terminal session on a camera without a window is told how to
+    get hotkeys (a front end that brought its own controller, the control panel, has its own controls)."""
     ctrl.say(f"frame path: {stages.frames.name} ({'pipelined' if cfg.run.pipeline else 'serial'} stages)")
     if window:
         ctrl.say(HOTKEY_HELP)
-    elif live:
+    elif hint:
         ctrl.say("hotkeys need a preview window: add «preview»")
 
 
