@@ -36,6 +36,7 @@ def served(tmp_path_factory):
         panel = Panel(ctrl, devices, {}, say=lines.append, max_upload=200_000)
         server = PanelServer(panel, "secret-token", "127.0.0.1", 0, say=lines.append)
         server.start()
+        server.panel = panel  # for the preview stream's test
         panel.preview.start()
         try:
             yield server, ctrl, lines, home
@@ -153,6 +154,10 @@ def test_preview_stream_needs_token_and_sane_parameters(served):
     state = json.loads(request(server.port, "GET", "/api/state?token=secret-token&viewer=page-1")[1])
     stream = state["preview"]["stream"]
     assert stream["sent"] >= 1 and stream["seq"] == 7 and [t["label"] for t in stream["tiles"]] == ["camera"]
+    deadline = time.monotonic() + 10  # the page went away: its stream stops waiting for frames
+    while server.panel.preview._ready and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.panel.preview._ready == 0
     assert request(server.port, "GET", "/api/state?token=secret-token")[0] == 200  # still serving
 
 
