@@ -53,7 +53,9 @@ def start_server(args, *extra: str) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "lia_live.cli.live", "serve", "--port", "0", "--token", TOKEN,
            "--device", args.device, "--backend", args.backend, *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    log = open(os.environ.get("REMOTE_BENCH_SERVER_LOG", os.devnull), "a")  # the server's stderr (for debugging)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    log.close()  # the child has its own copy
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("lia-live: serving on"):
@@ -95,6 +97,16 @@ class Paced:
         self.capture = _C()
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """user+sys CPU seconds of a process (this one by default), all threads, from /proc."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_once(args, frames, anim, paced: float | None) -> dict:
     from lia_live.capture.base import IterableCapture
     from lia_live.live import LiveConfig, run_live
@@ -109,9 +121,15 @@ def run_once(args, frames, anim, paced: float | None) -> dict:
     src = Path(args.tmp) / "portrait.png"
     cfg = LiveConfig(sources=(src,)).replace(output={"size": (640, 480), "vcam": False}, run={"stats_every": 0})
     cap = Paced(frames, paced).capture if paced else IterableCapture(iter(frames), fps=30)
+    server = getattr(args, "server_pid", None)
+    c0, s0 = cpu_seconds(), cpu_seconds(server) if server else 0.0
     stats = run_live(cfg, capture=cap, animator=anim, extra_outputs=[Null()])
+    c1, s1 = cpu_seconds(), cpu_seconds(server) if server else 0.0
     keep = ("steady_fps", "latency_ms_mean", "stage_ms_mean", "remote_ms_mean", "frames", "frames_dropped")
-    return {k: stats.get(k) for k in keep}
+    out = {k: stats.get(k) for k in keep}
+    n = max(1, len(frames))  # CPU per input frame: client (this process) and server, ms
+    out["cpu_ms_per_frame"] = {"client": round((c1 - c0) * 1e3 / n, 2), "server": round((s1 - s0) * 1e3 / n, 2)}
+    return out
 
 
 def local_animator(args):
@@ -133,17 +151,19 @@ def part_pipeline(args, frames, port: int) -> dict:
 
     torch.set_num_threads(args.threads)
     local = local_animator(args)
-    names = ("local", "remote", "remote_inflight2")
-    res: dict = {mode: {n: [] for n in names} for mode in ("throughput", "paced")}
+    names = tuple(args.modes or ("local", "remote", "remote_inflight2"))
+    modes = (("throughput", None), ("paced", args.paced_fps))[:1 if args.no_paced else 2]
+    res: dict = {mode: {n: [] for n in names} for mode, _ in modes}
     for r in range(args.repeat):
         for name in names:
-            for mode, paced in (("throughput", None), ("paced", args.paced_fps)):
+            for mode, paced in modes:
                 anim = local if name == "local" else remote_animator(port, inflight=2 if name.endswith("2") else 1)
                 res[mode][name].append(run_once(args, frames, anim, paced))
                 if name != "local":
                     anim.close()
-                say(f"pipeline {mode} {name} #{r + 1}: {res[mode][name][-1]['steady_fps']} fps, "
-                    f"latency {res[mode][name][-1]['latency_ms_mean']} ms")
+                got = res[mode][name][-1]
+                say(f"pipeline {mode} {name} #{r + 1}: {got['steady_fps']} fps, latency {got['latency_ms_mean']} ms, "
+                    f"CPU ms/frame {got['cpu_ms_per_frame']}, load {os.getloadavg()[0]:.2f}")
     return res
 
 
@@ -257,6 +277,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", action="append", choices=("pipeline", "codecs", "clients", "delay"))
     p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--modes", action="append", choices=("local", "remote", "remote_inflight2"),
+                   help="pipeline: which runs (default: all three)")
+    p.add_argument("--no-paced", action="store_true", help="pipeline: only the as-fast-as-frames-go runs")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--paced-fps", type=float, default=15.0)
     p.add_argument("--codec-frames", type=int, default=40)
@@ -280,6 +303,7 @@ def main() -> None:
         out: dict = {"cpu_count": os.cpu_count(), "args": {k: v for k, v in vars(args).items() if k != "tmp"}}
         needs_server = any(x in parts for x in ("pipeline", "codecs", "delay"))
         proc, port = start_server(args) if needs_server else (None, 0)
+        args.server_pid = proc.pid if proc is not None else None
         try:
             for part in parts:
                 fn = {"pipeline": part_pipeline, "codecs": part_codecs, "delay": part_delay}.get(part)

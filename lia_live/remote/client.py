@@ -45,6 +45,7 @@ from .protocol import (
     to_uint8,
     unpack,
 )
+from .tcp import tune_socket
 from .worker import FRAME, STORED
 
 RETRY_SECONDS = 0.5
@@ -123,6 +124,7 @@ class RemoteAnimator:
             conn = connect(self.uri, ssl=self._ssl, open_timeout=max(1.0, self.timeout), close_timeout=0.5,
                            compression=None, max_size=16 * 1024 * 1024)
             conn = conn.__enter__()  # long-lived: closed by close()/_lost() (websockets >= 17.1 warns otherwise)
+            tune_socket(conn.socket)  # a lost packet: a short retransmission, not a stall
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
             raise _Refused(f"cannot reach the lia-live server at {self.uri}: {e}") from None
         try:

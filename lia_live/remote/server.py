@@ -17,6 +17,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +41,11 @@ from .protocol import (
     vector,
 )
 from .settings import ServeConfig
+from .tcp import tune_socket
 from .worker import FRAME, STORED, Job, ModelWorker, Plan, Session
 
 POLICY_CLOSE = 1008  # WebSocket close code: policy violation
+READ_AHEAD = 4  # requests of one client read, decoded and queued before their replies are sent (its most in flight)
 
 
 def new_token() -> str:
@@ -134,6 +138,7 @@ class RemoteServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = _peer(ws)
+        tune_socket(ws.transport.get_extra_info("socket"))  # a lost packet: a short retransmission, not a stall
         if self.connections >= self.cfg.max_clients:  # connections that have not said hello yet count too
             log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
             await ws.close(FULL_CLOSE, "server full")
@@ -146,12 +151,7 @@ class RemoteServer:
                 return
             self.sessions.add(session)
             log(f"client {peer} joined ({len(self.sessions)} connected)")
-            while True:
-                header, payload = unpack(await asyncio.wait_for(ws.recv(), self.cfg.idle_timeout))
-                given = header.get("session")
-                if not isinstance(given, str) or not hmac.compare_digest(given.encode(), session.id.encode()):
-                    raise ProtocolError("message names another session")
-                await ws.send(await self._dispatch(session, header, payload))
+            await self._serve_client(ws, session)
         except ProtocolError as e:
             log(f"dropped {peer}: {e}")
             await ws.close(POLICY_CLOSE, str(e)[:120])
@@ -162,7 +162,9 @@ class RemoteServer:
             await ws.close(POLICY_CLOSE, "timeout")
         except ConnectionClosed as e:
             code = e.sent.code if e.sent is not None else None
-            if code == 1009:
+            if session is not None and session.failed is not None:
+                log(f"dropped {peer}: {session.failed}")
+            elif code == 1009:
                 log(f"dropped {peer}: a message over the {self.cfg.max_message}-byte limit")
             elif session is not None:
                 log(f"client {peer} left ({len(self.sessions) - 1} connected)")
@@ -191,15 +193,56 @@ class RemoteServer:
                            self.basis.tobytes()))
         return session
 
-    async def _dispatch(self, s: Session, header: dict, payload: bytes) -> bytes:
+    async def _serve_client(self, ws, s: Session) -> None:
+        """Read a client's requests ahead of the model (up to :data:`READ_AHEAD` waiting: the next crop is decoded
+        and queued while this one runs, so the model thread never waits for the network) and answer them in
+        order from a second task."""
+        waiting: asyncio.Queue = asyncio.Queue(READ_AHEAD)
+        writer = asyncio.ensure_future(self._answer(ws, s, waiting))
+        try:
+            while True:
+                header, payload = unpack(await asyncio.wait_for(ws.recv(), self.cfg.idle_timeout))
+                given = header.get("session")
+                if not isinstance(given, str) or not hmac.compare_digest(given.encode(), s.id.encode()):
+                    raise ProtocolError("message names another session")
+                await waiting.put(self._dispatch(s, header, payload))
+        finally:
+            writer.cancel()
+
+    async def _answer(self, ws, s: Session, waiting: asyncio.Queue) -> None:
+        """Send each reply as its work is done, in the order the requests came; a failed model step drops the
+        client (its handler logs ``s.failed``)."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                future, reply = await waiting.get()
+                try:
+                    message = reply(await asyncio.wrap_future(future))
+                except Exception as e:  # noqa: BLE001 - this client's failure only
+                    s.failed = f"{type(e).__name__}: {e}"
+                    await ws.close(1011, "server error")
+                    return
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+        finally:  # the reader may wait to queue a request: let it go on (its next recv sees the closed connection)
+            while not waiting.empty():
+                waiting.get_nowait()
+
+    def _dispatch(self, s: Session, header: dict, payload: bytes) -> tuple[Future, Callable[[Any], bytes]]:
+        """Check and decode one request, queue its work; (the work's Future, how to make the reply of its result).
+        Runs in arrival order, so the session state it reads (source, stored reference) is the request's own."""
         kind = header["t"]
         size = self.anim.size
         if kind == "source":
-            if len(s.sources) >= self.cfg.max_sources:
+            if s.next_source >= self.cfg.max_sources:
                 raise ProtocolError(f"more than {self.cfg.max_sources} source portraits")
-            job = Job(s, "source", decode_image(payload, size))
-            sid, state = await asyncio.wrap_future(self.worker.submit(job))
-            return pack({"t": "source", "id": sid, "alpha": floats(state.alpha)})
+            job = Job(s, "source", decode_image(payload, size), source=s.next_source)
+            s.next_source += 1
+            if s.source is None:
+                s.source = job.source
+            return self.worker.submit(job), _source_reply
         if kind != "step":
             raise ProtocolError(f"unknown message type {kind!r}")
         seq = header.get("seq")
@@ -210,15 +253,18 @@ class RemoteServer:
         plan = self._plan(s, header.get("render"), crop is not None)
         if crop is None and plan is None:
             raise ProtocolError("empty step (no crop and nothing to render)")
-        res = await asyncio.wrap_future(self.worker.submit(Job(s, "step", crop, plan)))
-        reply = {"t": "result", "seq": seq, "alpha": None if res.alpha is None else floats(res.alpha),
-                 "server_ms": round(res.server_s * 1e3, 3), "batch": res.batch}
-        return pack(reply, b"" if res.image is None else encode_image(res.image, s.codec, s.quality))
+
+        def reply(res) -> bytes:
+            head = {"t": "result", "seq": seq, "alpha": None if res.alpha is None else floats(res.alpha),
+                    "server_ms": round(res.server_s * 1e3, 3), "batch": res.batch}
+            return pack(head, b"" if res.image is None else encode_image(res.image, s.codec, s.quality))
+
+        return self.worker.submit(Job(s, "step", crop, plan)), reply
 
     def _select(self, s: Session, header: dict) -> None:
         src = header.get("source")
         if src is not None:
-            if not isinstance(src, int) or isinstance(src, bool) or src not in s.sources:
+            if not isinstance(src, int) or isinstance(src, bool) or not 0 <= src < s.next_source:
                 raise ProtocolError(f"unknown source id {src!r}")
             s.source = src
         m = self.motion_dim
@@ -246,7 +292,12 @@ class RemoteServer:
         if isinstance(ref, str) and ref == STORED and s.ref is None:
             raise ProtocolError("render uses the stored reference but none was set")
         return Plan(alpha, ref, number(render.get("power", 1.0), "power", 0, 10),
-                    vector(render.get("offset"), "offset", m))
+                    vector(render.get("offset"), "offset", m), s.source, s.ref)
+
+
+def _source_reply(result: tuple[int, Any]) -> bytes:
+    sid, state = result
+    return pack({"t": "source", "id": sid, "alpha": floats(state.alpha)})
 
 
 def _peer(ws) -> str:

@@ -3,8 +3,9 @@
 A step that arrives waits at most ``window`` seconds for steps of the other clients that are active (sent a
 step in the last second); whatever has arrived then runs as ONE motion-encoder pass and ONE synthesis pass
 over the stacked crops, latents and per-client source features. A lone client never waits (nobody else is
-active). Each connection has at most one request in flight (its handler awaits the reply before it reads the
-next message), so no client can queue up work: the newest frame wins on the client's side.
+active). A connection has at most a few requests waiting (its handler reads ahead, up to
+:data:`~lia_live.remote.server.READ_AHEAD`, so the next frame is decoded and queued while this one runs), so no
+client can queue up work: the newest frame wins on the client's side.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Plan:
     ref: str | np.ndarray | None
     power: float
     offset: np.ndarray | None
+    source: int = 0  # the session's source id at the time the request was read (requests may be read ahead)
+    stored: torch.Tensor | None = None  # the session's stored reference then (for ``ref`` STORED)
 
 
 @dataclass(eq=False)
@@ -45,13 +48,14 @@ class Session:
 
     id: str
     peer: str
-    sources: dict[int, SourceState] = field(default_factory=dict)
-    source: int | None = None
-    ref: torch.Tensor | None = None  # (1, M) the stored reference
-    next_source: int = 0
+    sources: dict[int, SourceState] = field(default_factory=dict)  # filled by the model thread
+    source: int | None = None  # the selected source id (the event loop's thread: as requests are read)
+    ref: torch.Tensor | None = None  # (1, M) the stored reference (idem)
+    next_source: int = 0  # ids are given as requests are read; the model thread encodes them in order
     last_step: float = 0.0
     codec: str = "jpeg"  # how this client's results are sent back
     quality: int = 90
+    failed: str | None = None  # why the server dropped it (a model step that raised)
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Job:
     kind: str  # "source" | "step"
     image: np.ndarray | None  # RGB uint8 (S, S, 3)
     plan: Plan | None = None
+    source: int = 0  # a "source" job: the id it will have
     future: Future = field(default_factory=Future)
     t0: float = field(default_factory=time.perf_counter)
 
@@ -140,13 +145,14 @@ class ModelWorker:
             job = self._next(None)
             if job is None:
                 return
+            began = time.perf_counter()  # a client's next request may have waited for its last: not its time
             jobs = self._gather(job) if job.kind == "step" and self.window > 0 else [job]
             try:
                 with torch.inference_mode():
                     if job.kind == "source":
                         job.future.set_result(self._source(job))
                     else:
-                        self._steps(jobs)
+                        self._steps(jobs, began)
             except Exception as e:  # noqa: BLE001 - reported to each waiting client's handler, never lost
                 for j in jobs:
                     if not j.future.done():
@@ -155,14 +161,10 @@ class ModelWorker:
     def _source(self, job: Job) -> tuple[int, SourceState]:
         assert job.image is not None
         state = self.anim.set_source_tensor(to_model(job.image))
-        s = job.session
-        sid, s.next_source = s.next_source, s.next_source + 1
-        s.sources[sid] = state
-        if s.source is None:
-            s.source = sid
-        return sid, state
+        job.session.sources[job.source] = state
+        return job.source, state
 
-    def _steps(self, jobs: list[Job]) -> None:
+    def _steps(self, jobs: list[Job], began: float) -> None:
         dev = self.anim.device
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
@@ -187,12 +189,12 @@ class ModelWorker:
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
         for j in jobs:
-            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - j.t0, len(jobs)))
+            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - max(j.t0, began), len(jobs)))
 
     def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
         s, plan = job.session, job.plan
-        assert plan is not None and s.source is not None
-        src = s.sources[s.source]
+        assert plan is not None
+        src = s.sources[plan.source]
         dev = self.anim.device
         frame = isinstance(plan.alpha, str)
         a: torch.Tensor | None = alpha
@@ -204,7 +206,7 @@ class ModelWorker:
         if isinstance(plan.ref, np.ndarray):
             ref = torch.from_numpy(plan.ref)
         else:
-            ref = a if plan.ref == FRAME else s.ref if plan.ref == STORED else None
+            ref = a if plan.ref == FRAME else plan.stored if plan.ref == STORED else None
         if isinstance(plan.ref, str) and plan.ref == STORED and ref is None:
             raise ValueError("a plan asks for the stored reference but none was sent")
         if ref is not None:
@@ -212,3 +214,4 @@ class ModelWorker:
         off = None if plan.offset is None else torch.from_numpy(plan.offset).to(dev)
         self.anim.source = src
         return self.anim.latent(a, ref, plan.power, off), src  # (1, D)
+
