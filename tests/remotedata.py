@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lia_live.capture.base import Capture, Frame
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TOKEN = "test-token"
 
@@ -121,32 +128,144 @@ class TimedCollect:
         return np.diff(np.asarray(self.times)) * 1e3
 
 
-@contextlib.contextmanager
-def netns_link(name: str, qdisc: list[str]):
-    """A network namespace ``name`` joined to this one by a veth pair (10.231.0.1 here, 10.231.0.2 there), with
-    ``tc qdisc add dev <end> root <qdisc...>`` on both ends. Yields the ``ip netns exec`` prefix; raises
-    OSError with the reason when namespaces or the qdisc cannot be made (the caller skips)."""
-    import shutil
-    import subprocess
+def live_cfg(png):
+    """The remote tests' live settings: a 96×64 output, no crop, no virtual camera, no stats lines."""
+    from lia_live.live import LiveConfig
 
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        raise OSError("no ip/tc commands")
+    return LiveConfig(sources=(png,)).replace(output={"size": (96, 64), "vcam": False},
+                                              motion={"crop": "none", "source_crop": "none"},
+                                              run={"stats_every": 0})
+
+
+def paced_run(png, anim, frames, period: float, live: bool = False):
+    """Run the live loop on ``frames`` paced every ``period`` s (``live``: like a camera, ending after
+    len(frames) periods; else every frame); returns (TimedCollect, stats)."""
+    import threading
+
+    from lia_live.live import run_live
+
+    out = TimedCollect()
+    cap = PacedCapture(frames, period=period, live=live)
+    stopper = threading.Timer(period * len(frames), cap.end)  # live: the input ends after len(frames) periods
+    if live:
+        stopper.start()
+    cfg = live_cfg(png) if live else live_cfg(png).replace(run={"max_frames": len(frames)})
+    try:
+        stats = run_live(cfg, capture=cap, animator=anim, extra_outputs=[out])
+    finally:
+        stopper.cancel()
+    return out, stats
+
+
+def start_server(ckpt, port: int, extra=(), prefix=()):
+    """``lia-live serve`` in its own process; returns (process, port) once it printed its one line."""
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "lia_live.cli.live", "serve", "--checkpoint", str(ckpt),
+                             "--device", "cpu", "--backend", "eager", "--port", str(port), "--token", TOKEN,
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("lia-live: serving on ") and line.endswith(f", token {TOKEN}\n"), line
+    return proc, int(line.split(":")[2].split(",")[0])
+
+
+class NoNamespace(OSError):
+    """Network namespaces cannot be made here (not root, no ``ip``, no kernel support): the only reason the
+    network-namespace tests may skip (issue 22), also in CI."""
+
+
+def _run_cmd(cmd: list[str], error=OSError) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise error(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
+
+
+@contextlib.contextmanager
+def netns_link(name: str, qdisc: list[str] | None = None, subnet: tuple[str, str] = ("10.231.0.1", "10.231.0.2")):
+    """A network namespace ``name`` joined to this one by a veth pair (``subnet[0]`` here, ``subnet[1]`` there,
+    one /30), with ``tc qdisc add dev <end> root <qdisc...>`` on both ends
+    when ``qdisc`` is given. Yields the ``ip netns exec`` prefix; raises :class:`NoNamespace` when the
+    namespace or the veth pair cannot be made, OSError when the qdisc cannot. Removes both on the way out."""
+    import shutil
+
+    if shutil.which("ip") is None or (qdisc and shutil.which("tc") is None):
+        raise NoNamespace("no ip/tc commands")
+    if os.geteuid() != 0:
+        raise NoNamespace("network namespaces need root")
     here, there = f"{name}a", f"{name}b"
+    ns = ["ip", "netns", "exec", name]
     steps = [["ip", "netns", "add", name],
              ["ip", "link", "add", here, "type", "veth", "peer", "name", there],
              ["ip", "link", "set", there, "netns", name],
-             ["ip", "addr", "add", "10.231.0.1/24", "dev", here], ["ip", "link", "set", here, "up"],
-             ["ip", "netns", "exec", name, "ip", "addr", "add", "10.231.0.2/24", "dev", there],
-             ["ip", "netns", "exec", name, "ip", "link", "set", there, "up"],
-             ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-             ["tc", "qdisc", "add", "dev", here, "root", *qdisc],
-             ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", there, "root", *qdisc]]
+             ["ip", "addr", "add", f"{subnet[0]}/30", "dev", here], ["ip", "link", "set", here, "up"],
+             [*ns, "ip", "addr", "add", f"{subnet[1]}/30", "dev", there],
+             [*ns, "ip", "link", "set", there, "up"], [*ns, "ip", "link", "set", "lo", "up"]]
     try:
         for cmd in steps:
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                raise OSError(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
-        yield ["ip", "netns", "exec", name]
+            _run_cmd(cmd, NoNamespace)
+        if qdisc:
+            _run_cmd(["tc", "qdisc", "add", "dev", here, "root", *qdisc])
+            _run_cmd([*ns, "tc", "qdisc", "add", "dev", there, "root", *qdisc])
+        yield ns
     finally:
         subprocess.run(["ip", "link", "del", here], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@dataclass
+class NetemLink:
+    """A namespace behind the user-space netem (:func:`netem_link`): run servers with ``prefix`` on ``there``."""
+
+    prefix: list[str]
+    here: str
+    there: str
+    proc: subprocess.Popen
+    stats: dict | None = None
+
+    def finish(self) -> dict:
+        """Stop the netem (it lets what it holds through) and return its counts (see Netem.stats)."""
+        if self.stats is None:
+            self.proc.terminate()
+            try:
+                out, _ = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate()
+            lines = [ln for ln in (out or "").splitlines() if ln.startswith("{")]
+            self.stats = json.loads(lines[-1]) if lines else {"error": f"netem exited {self.proc.returncode}"}
+        return self.stats
+
+
+@contextlib.contextmanager
+def netem_link(delay: float = 0.020, loss: float = 0.01, seed: int = 1, name: str | None = None):
+    """:func:`netns_link` (no qdisc) with ``delay`` and ``loss`` in both directions by the user-space netem
+    (lia_live/remote/nfqueue.py, run in the namespace): iptables there (the nft backend) sends everything that
+    enters or leaves the namespace's veth end to NFQUEUE 0. So 2 × ``delay`` RTT, ``loss`` each way. Names and
+    addresses are per process (parallel runs do not collide); the rules live and die with the namespace (none
+    on the host). Raises NoNamespace, or OSError when iptables or the queue is missing."""
+    import shutil
+    import sys
+
+    k = os.getpid() % 16384
+    name = name or f"lq{k}"
+    here, there = (f"10.232.{k >> 6}.{(k & 63) * 4 + i}" for i in (1, 2))  # a /30 of its own
+    with netns_link(name, subnet=(here, there)) as ns:
+        iptables = shutil.which("iptables")
+        if iptables is None:
+            raise OSError("no iptables command (Debian/Ubuntu: apt-get install iptables; `make system-deps`)")
+        proc = subprocess.Popen([*ns, sys.executable, str(ROOT / "lia_live" / "remote" / "nfqueue.py"),
+                                 "--queue", "0", "--delay-ms", str(delay * 1e3), "--loss", str(loss),
+                                 "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        link = NetemLink(ns, here, there, proc)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            if proc.stdout.readline() != "ready\n":
+                proc.wait(10)
+                raise OSError(f"the user-space netem did not start: {proc.stderr.read().strip()}")
+            for chain, side in (("INPUT", "-i"), ("OUTPUT", "-o")):
+                _run_cmd([*ns, iptables, "-A", chain, side, f"{name}b", "-j", "NFQUEUE", "--queue-num", "0"])
+            yield link
+        finally:
+            link.finish()

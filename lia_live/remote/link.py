@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .protocol import TOKEN_CLOSE, ProtocolError, client_ssl, close_reason, encode_image, pack, server_uri, unpack
+from .tcp import tune_socket
 
 RETRY_SECONDS = 0.5
 
@@ -76,6 +77,7 @@ class Link:
             conn = connect(self.uri, ssl=self._ssl, open_timeout=max(1.0, self.timeout), close_timeout=0.5,
                            compression=None, max_size=16 * 1024 * 1024)
             conn = conn.__enter__()  # long-lived: closed by close()/_lost() (websockets >= 17.1 warns otherwise)
+            tune_socket(conn.socket)  # a lost packet: a short retransmission, not a stall
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
             raise Refused(f"cannot reach the lia-live server at {self.uri}: {e}") from None
         try:

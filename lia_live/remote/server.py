@@ -41,6 +41,7 @@ from .protocol import (
     vector,
 )
 from .settings import ServeConfig
+from .tcp import tune_socket
 from .worker import FRAME, STORED, Job, ModelWorker, Plan, Session
 
 POLICY_CLOSE = 1008  # WebSocket close code: policy violation
@@ -137,6 +138,7 @@ class RemoteServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = _peer(ws)
+        tune_socket(ws.transport.get_extra_info("socket"))  # a lost packet: a short retransmission, not a stall
         if self.connections >= self.cfg.max_clients:  # connections that have not said hello yet count too
             log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
             await ws.close(FULL_CLOSE, "server full")
