@@ -129,14 +129,15 @@ def panel(media, tmp_path_factory):
 
 
 def _canvas(page) -> np.ndarray:
-    """The preview canvas as RGB (H, W, 3)."""
-    data = page.evaluate("""() => { const c = document.getElementById('preview'), g = c.getContext('2d');
+    """The picture the preview <img> shows now, as RGB (H, W, 3) at its own size."""
+    data = page.evaluate("""() => { const i = document.getElementById('preview'), c = document.createElement('canvas');
+        c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0);
         return {w: c.width, h: c.height, px: Array.from(g.getImageData(0, 0, c.width, c.height).data)}; }""")
     return np.array(data["px"], np.uint8).reshape(data["h"], data["w"], 4)[..., :3]
 
 
 def _tile(page, label: str) -> np.ndarray:
-    head = page.evaluate("() => window.liaPanel.head")
+    head = page.evaluate("() => window.liaPanel.stream")
     x = 0
     for t in head["tiles"]:
         if t["label"] == label:
@@ -157,7 +158,7 @@ def test_page_shows_the_session(panel):
     assert page.inner_text("#info") == (f"eager · cpu · fp32 · "
                                         f"{Path('lia_live/assets/demo_generator.safetensors').resolve()}")
     assert page.locator("#offsets input[type=range]").count() == len(panel.state()["state"]["offsets"])
-    assert [t["label"] for t in page.evaluate("() => window.liaPanel.head.tiles")] == ["camera", "animated"]
+    assert [t["label"] for t in page.evaluate("() => window.liaPanel.stream.tiles")] == ["camera", "animated"]
 
 
 def test_preview_moves(panel):

@@ -36,6 +36,7 @@ def served(tmp_path_factory):
         panel = Panel(ctrl, devices, {}, say=lines.append, max_upload=200_000)
         server = PanelServer(panel, "secret-token", "127.0.0.1", 0, say=lines.append)
         server.start()
+        server.panel = panel  # for the preview stream's test
         panel.preview.start()
         try:
             yield server, ctrl, lines, home
@@ -114,6 +115,50 @@ def test_websocket_needs_token_and_own_origin(served):
     with connect(base + "?token=secret-token", origin=f"http://127.0.0.1:{server.port}", open_timeout=5) as ws:
         status = json.loads(ws.recv(timeout=5))
     assert status["type"] == "status" and status["state"]["mode"] == "relative"
+
+
+def test_preview_stream_needs_token_and_sane_parameters(served):
+    """The MJPEG stream: refused without the token or with bad parameters (400 and a log line); with them it
+    streams the newest frames as multipart parts, and the stream's numbers land in the page's status."""
+    import http.client
+    import time
+
+    from uihelp import Frame
+
+    from lia_live.tracking import CropBox
+    from lia_live.ui.preview import BOUNDARY, OPENING
+
+    server, ctrl, lines, _ = served
+    assert request(server.port, "GET", "/api/preview.mjpg")[0] == 403
+    for query, text in (("rate=fast", "rate: expected"), ("rate=-1", "rate: expected"), ("rate=1000", "rate: expected"),
+                        ("viewer=../x", "viewer: expected")):
+        n = len(lines)
+        status, body = request(server.port, "GET", f"/api/preview.mjpg?token=secret-token&{query}")
+        assert status == 400 and text in json.loads(body)["error"] and len(lines) == n + 1 and text in lines[-1]
+    ctrl.frame = Frame(np.zeros((48, 64, 3), np.uint8), CropBox(32.0, 24.0, 20.0), True, None, None, 7,
+                       time.perf_counter())
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/api/preview.mjpg?token=secret-token&rate=0&viewer=page-1")
+        resp = conn.getresponse()
+        kind = resp.getheader("Content-Type")
+        assert resp.status == 200 and kind == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        data = b""
+        while data.count(OPENING) < 2:  # the opening, one picture, the next part's boundary and headers
+            data += resp.read1(65536)
+    finally:
+        conn.close()
+    jpeg = data[len(OPENING):data.index(b"\r\n" + OPENING)]
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert data.startswith(OPENING) and picture.shape == (240, 320, 3)  # the camera tile at the preview's height
+    state = json.loads(request(server.port, "GET", "/api/state?token=secret-token&viewer=page-1")[1])
+    stream = state["preview"]["stream"]
+    assert stream["sent"] >= 1 and stream["seq"] == 7 and [t["label"] for t in stream["tiles"]] == ["camera"]
+    deadline = time.monotonic() + 10  # the page went away: its stream stops waiting for frames
+    while server.panel.preview._ready and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.panel.preview._ready == 0
+    assert request(server.port, "GET", "/api/state?token=secret-token")[0] == 200  # still serving
 
 
 def test_malformed_requests_get_4xx_and_a_log_line(served):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import struct
 import time
 from pathlib import Path
 
@@ -20,7 +19,17 @@ from lia_live.tracking import CropBox
 from lia_live.ui import prefs
 from lia_live.ui.devices import Devices, InputChoice, SwitchingInput, SwitchingOutputs
 from lia_live.ui.panel import check_params, decode_upload
-from lia_live.ui.preview import PreviewEncoder, encode, tiles
+from lia_live.ui.preview import (
+    BOUNDARY,
+    OPENING,
+    PreviewEncoder,
+    StreamStats,
+    encode_jpeg,
+    part,
+    read_stamp,
+    stamp,
+    tiles,
+)
 
 
 def _frames(value: int, n: int) -> list[np.ndarray]:
@@ -189,9 +198,40 @@ def test_tiles_and_message_layout():
     pic, parts = tiles(_preview(3), with_output=True, height=90)
     assert pic.shape == (90, 120 + 160, 3) and [p["label"] for p in parts] == ["camera", "output"]
     assert tuple(pic[45, 120 + 80]) == (9, 9, 9) and tuple(pic[26, 60]) == (0, 220, 0)  # the face box, top edge
-    msg = encode(pic, {"seq": 3})
-    n = struct.unpack("<I", msg[:4])[0]
-    assert json.loads(msg[4:4 + n]) == {"seq": 3} and msg[4 + n:4 + n + 2] == b"\xff\xd8"  # a JPEG
+    jpeg = encode_jpeg(pic)
+    msg = part(jpeg)
+    # the JPEG, then at once the next part's boundary and headers: Chromium shows a part only then
+    assert msg == jpeg + f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode() and jpeg[:2] == b"\xff\xd8"
+    assert msg[len(jpeg) + 2:] == OPENING  # what starts the stream starts each next part
+
+
+@pytest.mark.parametrize("ms", [0, 1, 0xABCDEF, (1 << 24) - 1])
+def test_stamp_survives_jpeg(ms):
+    """The benchmark's time stamp reads back from the decoded JPEG (black/white blocks on JPEG blocks)."""
+    import cv2
+
+    pic, _ = tiles(_preview(1), with_output=False, height=240)
+    marked = stamp(pic, ms)
+    assert np.array_equal(marked[:-8], pic[:-8]) and (ms == 0 or not np.array_equal(marked, pic))  # bottom only
+    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(encode_jpeg(marked), np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2RGB)
+    assert read_stamp(back) == ms
+
+
+def test_stream_stats_per_page():
+    from lia_live.ui.preview import PreviewMessage
+
+    st = StreamStats()
+    assert st.get("a") == {"sent": 0, "seq": -1, "fps": 0.0, "behind_ms": None, "tiles": []}
+    for k in range(11):  # 10 frames a second for one second, each 25 ms after the loop published it
+        st.sent("a", PreviewMessage(b"", k, [{"label": "camera", "width": 4}], published=100.0 + k / 10),
+                100.025 + k / 10)
+    got = st.get("a")
+    assert got["sent"] == 11 and got["seq"] == 10 and got["fps"] == pytest.approx(10.0) and got["behind_ms"] == 25.0
+    assert st.get("b")["sent"] == 0 and st.get(None)["sent"] == 0  # another page's numbers are its own
+    for k in range(StreamStats.KEEP + 5):
+        st.sent(f"v{k}", PreviewMessage(b"", 0), 1.0)
+    assert st.get("a")["sent"] == 0 and st.get(f"v{StreamStats.KEEP + 4}")["sent"] == 1  # the oldest forgotten
 
 
 class Published:
@@ -222,7 +262,7 @@ def test_encoder_encodes_the_newest_frame_only_for_a_waiting_page(real):
 
     def newest(seen):
         count, msg = asyncio.run(asyncio.wait_for(enc.newer(seen), 10))
-        return count, json.loads(msg[4:4 + struct.unpack("<I", msg[:4])[0]])["seq"]
+        return count, msg.seq
 
     try:
         assert newest(0) == (1, 1) and enc.encoded == 1

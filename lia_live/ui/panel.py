@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..log import log
 from . import prefs
 from .cameras import list_cameras
-from .preview import PreviewEncoder
+from .preview import PreviewEncoder, StreamStats
 
 MAX_UPLOAD = 16 << 20  # bytes
 MAX_PIXELS = 40_000_000
@@ -83,15 +83,17 @@ class Panel:
         self.say = say
         self.max_upload = max_upload
         self.preview = PreviewEncoder(controller.preview, lambda: self.controller.state().get("compose") == "paste")
+        self.streams = StreamStats()
         self._thumbs: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     # ---- reads ------------------------------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self, viewer: str | None = None) -> dict:
+        """Everything the page shows; ``viewer``: the page whose preview stream numbers to include."""
         state = self.controller.state()
         return {"state": state, "devices": self.devices.state(), "stats": self.controller.stats(),
                 "preview": {"encoded": self.preview.encoded, "encode_ms": round(self.preview.encode_ms, 2),
-                            "error": self.preview.error},
+                            "error": self.preview.error, "stream": self.streams.get(viewer)},
                 "settings": self.settings, "command": prefs.command_line(self.settings),
                 "settings_file": str(prefs.prefs_path())}
 

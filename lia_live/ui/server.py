@@ -9,8 +9,10 @@ Routes (all behind :class:`~lia_live.ui.security.Guard`: token, Host, Origin):
     POST /api/source          an image as the body (X-File-Name header): decoded, size-capped, added
     GET  /api/thumb/{i}       source i's thumbnail (JPEG)
     GET  /api/cameras         the cameras of this machine
-    WS   /ws                  text: {"type": "status", ...} 4× a second; binary: preview frames, the next
-                              one after the page sends "ack" (it has drawn the last one)
+    GET  /api/preview.mjpg    the live preview as MJPEG (multipart/x-mixed-replace) for an <img>:
+                              ?rate=FPS (at most; 0: the pipeline's rate), ?viewer=ID (the page's id, for
+                              its numbers in the status), ?stamp=1 (benchmarks: time stamps in the picture)
+    WS   /ws                  text: {"type": "status", ...} twice a second (?viewer=ID: with that page's stream)
 
 A malformed request gets a 4xx and one log line; an unexpected failure a 500 and one log line. Neither
 reaches the pipeline's threads. Choice of library and transport: docs/ui.md.
@@ -20,18 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..log import log
+from .preview import BOUNDARY, OPENING, part
 from .security import Guard
 
 STATIC = Path(__file__).parent / "static"
-STATUS_EVERY = 0.25
-ACK_TIMEOUT = 1.0
+STATUS_EVERY = 0.5  # each status redraws numbers, table and chart: ≈13 ms of a software-rendering browser
+MAX_PREVIEW_RATE = 120.0
+VIEWER = re.compile(r"[A-Za-z0-9_-]{0,32}")
 
 
 class BadRequest(Exception):
@@ -45,7 +51,7 @@ class BadRequest(Exception):
 def build_app(panel, token: str, say=log):
     """The ASGI app: routes wrapped in the :class:`Guard`."""
     from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
 
@@ -58,7 +64,8 @@ def build_app(panel, token: str, say=log):
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def state(request):
-        return JSONResponse(panel.snapshot())
+        viewer = request.query_params.get("viewer", "")
+        return JSONResponse(panel.snapshot(viewer if VIEWER.fullmatch(viewer) else None))
 
     async def action(request):
         body = await _json_body(request, 64 * 1024)
@@ -83,10 +90,18 @@ def build_app(panel, token: str, say=log):
     async def cameras(request):
         return JSONResponse({"cameras": await asyncio.to_thread(panel.cameras)})
 
+    async def preview(request):
+        rate, viewer = _stream_params(request.query_params)
+        if request.query_params.get("stamp") == "1":
+            panel.preview.stamped = True
+        return StreamingResponse(_stream(panel, rate, viewer), headers={"Cache-Control": "no-store"},
+                                 media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
     routes = [Route("/", index), Route("/api/state", guarded(state)),
               Route("/api/action", guarded(action), methods=["POST"]),
               Route("/api/source", guarded(source), methods=["POST"]),
               Route("/api/thumb/{i:int}", guarded(thumb)), Route("/api/cameras", guarded(cameras)),
+              Route("/api/preview.mjpg", guarded(preview)),
               WebSocketRoute("/ws", lambda ws: _websocket(ws, panel)),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     app = Starlette(routes=routes)
@@ -136,15 +151,45 @@ async def _json_body(request, limit: int) -> dict:
     return body
 
 
+def _stream_params(query) -> tuple[float, str]:
+    """The preview stream's rate cap (0: the pipeline's rate) and the page's id, or BadRequest."""
+    try:
+        rate = float(query.get("rate", "15"))
+    except ValueError:
+        raise BadRequest(400, "rate: expected frames per second, a number") from None
+    if not 0.0 <= rate <= MAX_PREVIEW_RATE:
+        raise BadRequest(400, f"rate: expected 0 (the pipeline's rate) to {MAX_PREVIEW_RATE:g} frames per second")
+    viewer = query.get("viewer", "")
+    if not VIEWER.fullmatch(viewer):
+        raise BadRequest(400, "viewer: expected up to 32 letters, digits, '-' or '_'")
+    return rate, viewer
+
+
+async def _stream(panel, rate: float, viewer: str):
+    """The preview's parts: the newest frame each time the last one is written and the rate allows (a slow
+    page gets fewer frames, never a queue); ends when the page goes away (Starlette cancels it)."""
+    period = 1.0 / rate if rate > 0 else 0.0
+    seen, due = 0, 0.0
+    yield OPENING
+    while True:
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        seen, message = await panel.preview.newer(seen)
+        yield part(message.jpeg)
+        now = time.perf_counter()
+        panel.streams.sent(viewer, message, now)
+        due = max(due + period, now) if period else now
+
+
 async def _websocket(ws, panel) -> None:
-    """Status 4× a second and preview frames (each sent once the page acknowledged the previous one), until
-    the page goes away."""
+    """Status twice a second until the page goes away."""
     from starlette.websockets import WebSocketDisconnect
 
     await ws.accept()
-    acked = asyncio.Event()
-    tasks = [asyncio.create_task(_send_status(ws, panel)), asyncio.create_task(_send_frames(ws, panel, acked)),
-             asyncio.create_task(_receive(ws, acked))]
+    viewer = ws.query_params.get("viewer", "")
+    viewer = viewer if VIEWER.fullmatch(viewer) else ""
+    tasks = [asyncio.create_task(_send_status(ws, panel, viewer)), asyncio.create_task(_receive(ws))]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
@@ -156,34 +201,19 @@ async def _websocket(ws, panel) -> None:
             t.cancel()
 
 
-async def _send_status(ws, panel) -> None:
+async def _send_status(ws, panel, viewer: str) -> None:
     since = 0
     while True:
         since, lines = panel.messages(since)
-        await ws.send_text(json.dumps({"type": "status", **panel.snapshot(), "messages": lines}))
+        await ws.send_text(json.dumps({"type": "status", **panel.snapshot(viewer), "messages": lines}))
         await asyncio.sleep(STATUS_EVERY)
 
 
-async def _send_frames(ws, panel, acked: asyncio.Event) -> None:
-    """The newest frame, then wait for the page's "ack" (drawn): a slow page gets fewer frames, no queue."""
-    seen = 0
-    while True:
-        seen, message = await panel.preview.newer(seen)
-        acked.clear()
-        await ws.send_bytes(message)
-        try:
-            await asyncio.wait_for(acked.wait(), ACK_TIMEOUT)
-        except asyncio.TimeoutError:
-            pass  # a page that never acknowledges still gets a frame now and then
-
-
-async def _receive(ws, acked: asyncio.Event) -> None:
+async def _receive(ws) -> None:
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
             return
-        if msg.get("text") == "ack":
-            acked.set()
 
 
 class PanelServer:

@@ -28,35 +28,31 @@ function addMessage(line, error) {
   panel.lastMessage = line;
 }
 
-// ---- preview frames: 4-byte header length, JSON header, JPEG ----
-async function showFrame(buf) {
-  const n = new DataView(buf).getUint32(0, true);
-  const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
-  const bmp = await createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" }));
-  const c = $("preview");
-  if (c.width !== bmp.width || c.height !== bmp.height) { c.width = bmp.width; c.height = bmp.height; }
-  c.getContext("2d").drawImage(bmp, 0, 0);
-  bmp.close();
-  const behind = Date.now() - head.encoded_time * 1000 + (head.behind_ms || 0);
-  panel.seq = head.seq; panel.head = head; panel.frames += 1;  // no DOM write per frame but the canvas
-  panel.latencies.push(behind); if (panel.latencies.length > 300) panel.latencies.shift();
-  const tiles = $("tiles"); const key = head.tiles.map((t) => t.label).join();
+// ---- the preview: an MJPEG stream in an <img> (the browser decodes and draws it, no script per frame) ----
+const VIEWER = Math.random().toString(36).slice(2, 12);  // this page's id: its stream's numbers in the status
+function startPreview() {
+  const rate = $("preview-rate").value;
+  $("preview").src = `api/preview.mjpg?token=${encodeURIComponent(TOKEN)}&rate=${rate}&viewer=${VIEWER}` +
+    (panel.stamp ? "&stamp=1" : "");
+}
+$("preview-rate").onchange = startPreview;
+panel.viewer = VIEWER; panel.startPreview = startPreview;  // for the benchmark
+function showPreview(p) {
+  const s = (p && p.stream) || {};
+  panel.seq = s.seq === undefined ? -1 : s.seq; panel.frames = s.sent || 0; panel.stream = s;
+  setText("preview-fps", fmt(s.fps));
+  setText("preview-latency", fmt(s.behind_ms, 0));
+  const tiles = $("tiles"); const list = s.tiles || []; const key = list.map((t) => t.label).join();
   if (tiles.dataset.key !== key) {
     tiles.dataset.key = key; tiles.innerHTML = "";
-    const total = head.tiles.reduce((s, t) => s + t.width, 0);
-    for (const t of head.tiles) {
-      const s = document.createElement("span"); s.textContent = t.label; s.style.width = `${100 * t.width / total}%`;
-      tiles.appendChild(s);
+    const total = list.reduce((n, t) => n + t.width, 0);
+    tiles.style.width = `${total}px`; tiles.style.maxWidth = "100%";
+    for (const t of list) {
+      const e = document.createElement("span"); e.textContent = t.label; e.style.width = `${100 * t.width / total}%`;
+      tiles.appendChild(e);
     }
   }
 }
-let framesAt = [performance.now(), 0];
-setInterval(() => {
-  const now = performance.now();
-  setText("preview-fps", ((panel.frames - framesAt[1]) * 1000 / (now - framesAt[0])).toFixed(1));
-  if (panel.latencies.length) setText("preview-latency", panel.latencies[panel.latencies.length - 1].toFixed(0));
-  framesAt = [now, panel.frames];
-}, 1000);
 
 // ---- status ----
 // every write below happens only when the value changed: a repaint of this page costs the machine CPU
@@ -90,6 +86,7 @@ function onStatus(s) {
   setChecked($("reference-auto"), st.reference === "auto");
   setText("reference-state", st.reference_taken ? "reference taken" : "waiting for a face");
   setChecked($("passthrough"), !!st.passthrough);
+  showPreview(s.preview);
   buildOffsets(st.offsets || []);
   (st.offsets || []).forEach((v, i) => {
     const el = $(`offset-${i}`); if (el) { setIfIdle(el, v); setText(`offset-${i}-value`, fmt(v, 2)); }
@@ -212,25 +209,12 @@ $("apply-input").onclick = () => {
 };
 
 // ---- the connection ----
-// the server sends the next frame only after "ack": the preview's rate is capped here (a slow machine's knob)
-let lastAck = 0;
-function ackLater(ws) {
-  const rate = parseFloat($("preview-rate").value);
-  const wait = rate > 0 ? Math.max(0, lastAck + 1000 / rate - performance.now()) : 0;
-  setTimeout(() => { lastAck = performance.now(); if (ws.readyState === WebSocket.OPEN) ws.send("ack"); }, wait);
-}
-
 function connect() {
-  const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
-  ws.binaryType = "arraybuffer";
+  const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}&viewer=${VIEWER}`);
   let first = true;
   ws.onmessage = (ev) => {
-    if (typeof ev.data === "string") {
-      onStatus(JSON.parse(ev.data));
-      if (first) { first = false; loadCameras(); }
-    } else {
-      showFrame(ev.data).catch((e) => addMessage(`preview: ${e}`, true)).finally(() => ackLater(ws));
-    }
+    onStatus(JSON.parse(ev.data));
+    if (first) { first = false; loadCameras(); startPreview(); }  // (again after a reconnect)
   };
   ws.onclose = () => {
     $("run-state").textContent = "disconnected"; $("run-state").className = "pill stopped";
