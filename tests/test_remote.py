@@ -74,8 +74,9 @@ def test_remote_frames_match_the_local_run(gen, faces, portrait_png, codec, qual
         assert min(values) >= min_psnr, values
         assert not all(np.array_equal(a, b) for a, b in zip(local, remote))  # JPEG really was in the path
     s = anim.stats()
-    # one round trip per frame, plus one when the reference is taken (frame 2 switches to the stored one)
-    assert s["round_trips"] == N + 1 and s["reconnects"] == 0 and s["rtt_ms"] >= s["server_ms"] > 0
+    # one round trip per frame, plus one when the reference is taken (frame 2 switches to the stored one), plus
+    # one for each crop the tracking thread had already sent ahead (at most 4, with the old plan) by then
+    assert N + 1 <= s["round_trips"] <= N + 1 + 4 and s["reconnects"] == 0 and s["rtt_ms"] >= s["server_ms"] > 0
 
 
 def test_four_clients_get_their_own_portraits_batched(gen, faces):

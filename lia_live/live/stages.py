@@ -82,6 +82,9 @@ class LiveStages:
         self.timer = timer or StageTimer()
         if hasattr(animator, "attach_timer"):  # remote mode: round-trip and server times join the stats
             animator.attach_timer(self.timer)
+        # remote mode: each crop is sent to the server as soon as it is cut (a file: up to 4 ahead; a live camera:
+        # 1, so the frames its newest-frame hand-offs drop cost the server little)
+        self._prefetch = getattr(animator, "prefetch", None)
         self.recorder = recorder
         self._motion_rec: tuple[str, Any] | None = None  # a recording a front end asked for: (path, recorder)
         self.hold = hold
@@ -206,6 +209,8 @@ class LiveStages:
         if work.passthrough or not work.face_found or work.box is None:
             return work
         work.model_input = self.frames.model_input(frame.image, work.box, self.anim.size)  # (1, 3, S, S)
+        if self._prefetch is not None:
+            self._prefetch(work.model_input, 4 if self.hold else 1)
         self._timed("preprocess", t0)
         if self.motion.needs_landmarks:
             self._add_landmarks(work)

@@ -4,22 +4,24 @@
 ``set_source``, ``source``, ``motion``, ``render``), so the live loop, its motion controller, the hotkeys and the
 control panel run unchanged; only the model stage talks to the network.
 
-One round trip per frame: ``motion(crop)`` sends the face crop with a *render plan* (the reference, power and
-offset the previous frame used, with "this frame's α" in place of α) and gets back α and the animated crop.
-``render(args)`` then returns that crop when the motion controller's arguments are what the plan said (the
-steady state); otherwise (a hotkey changed the power, the reference was just taken, no face) it sends one
-render-only request with the exact arguments. The server keeps the stored reference, so a reference vector
-travels once.
+One round trip per frame: the face crop goes up with a *render plan* (the reference, power and offset the
+previous frame used, with "this frame's α" in place of α) and α and the animated crop come back. ``render(args)``
+then returns that crop when the motion controller's arguments are what the plan said (the steady state);
+otherwise (a hotkey changed the power, the reference was just taken, no face) it sends one render-only request
+with the exact arguments. The server keeps the stored reference, so a reference vector travels once.
 
-Loss: a send that fails or a reply later than ``timeout`` marks the server lost; the client says so once,
-keeps returning the last animated crop (the virtual camera shows a calm, still frame, never black), and a
-background thread reconnects (re-sending the portraits and the reference) until the server is back.
+Sent ahead: the live loop's tracking thread hands each crop to :meth:`RemoteAnimator.prefetch` as soon as it is
+cut, so it travels and is decoded while the model stage still waits for the frame before it; the server always
+has the next frame and the model stage only collects replies. Every frame still gets its own animation (no lag).
+At most ``ahead`` crops wait unclaimed; a crop whose frame the live loop then drops (a live camera's newest-frame
+hand-off) is not wasted: the next frame that was not sent ahead takes its result, which is ready sooner.
+
+Loss (see :mod:`lia_live.remote.link`): the client says so once, keeps returning the last animated crop (the
+virtual camera shows a calm, still frame, never black) and reconnects by itself.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,34 +33,13 @@ import torch
 from ..errors import UserError
 from ..imaging import check_rgb, from_tensor, resize, to_tensor
 from ..log import log
-from .protocol import (
-    TOKEN_CLOSE,
-    ProtocolError,
-    client_ssl,
-    close_reason,
-    decode_image,
-    encode_image,
-    floats,
-    pack,
-    server_uri,
-    to_model,
-    to_uint8,
-    unpack,
-)
-from .tcp import tune_socket
+from .link import Link, Refused, RemoteSource
+from .protocol import decode_image, encode_image, floats, to_model, to_uint8
 from .worker import FRAME, STORED
 
-RETRY_SECONDS = 0.5
 _OWN = object()
 
-
-@dataclass
-class RemoteSource:
-    """The client's handle on a portrait encoded by the server (the Animator's SourceState stand-in)."""
-
-    crop: np.ndarray  # RGB uint8 (S, S, 3): re-sent after a reconnection
-    alpha: torch.Tensor  # (1, M) α_src
-    id: int | None = None  # the server's id on the current connection
+__all__ = ["RemoteAnimator", "RemoteSource"]
 
 
 @dataclass
@@ -67,47 +48,46 @@ class _Pending:
     plan: dict
     image: torch.Tensor | None
     hold: bool = False  # a frame sent while the pipe fills: show ``image`` (the last picture) as it is
+    source: RemoteSource | None = None  # the portrait the crop was animated with
 
 
-class RemoteAnimator:
+@dataclass
+class _Ticket:
+    """A crop sent ahead by the tracking thread, until the model stage claims it."""
+
+    image: torch.Tensor  # the crop (the live loop's own tensor: claimed by identity)
+    seq: int
+    gen: int  # the connection it went on
+    plan: dict
+    source: RemoteSource
+    order: int  # which crop the tracking thread cut (1, 2, ...)
+
+
+class RemoteAnimator(Link):
     """The Animator interface, animated by a remote server (see the module docstring)."""
 
     def __init__(self, address: str, token: str, *, ca: Path | None = None, codec: str = "jpeg", quality: int = 90,
                  timeout: float = 2.0, motion_power: float = 1.0, inflight: int = 1,
                  say: Callable[[str], None] = log):
-        self.uri = server_uri(address, tls=ca is not None)
-        self.token, self.codec, self.quality, self.timeout, self.say = token, codec, int(quality), timeout, say
-        self._ssl = client_ssl(self.uri, ca)
+        self.inflight = max(1, int(inflight))  # frames sent and not yet answered, at most (2+: output lags)
+        self._queue: deque = deque()  # (seq, spec) of the frames in flight, oldest first (inflight 2+)
+        self._tickets: deque[_Ticket] = deque()  # crops sent ahead, oldest first
+        self._cuts: deque = deque(maxlen=16)  # (crop, order) of the last crops prefetch() was given
+        self._order = 0
+        try:
+            super().__init__(address, token, ca=ca, codec=codec, quality=quality, timeout=timeout, say=say)
+        except Refused as e:
+            raise UserError(str(e)) from None
         self.motion_power = float(motion_power)
         self.alpha_ref: torch.Tensor | None = None
         self.device = torch.device("cpu")
-        self.rtt_ms: deque = deque(maxlen=240)
-        self.server_ms: deque = deque(maxlen=240)
-        self.round_trips = self.reconnects = self.held_frames = 0
-        self.bytes_sent = self.bytes_received = 0
-        self.timer = None  # a StageTimer (attach_timer): round trips and server times go into the live stats
-        self._sources: list[RemoteSource] = []
         self._current: RemoteSource | None = None
         self._pending: _Pending | None = None
         self._spec = {"alpha": FRAME, "ref": FRAME, "power": self.motion_power, "offset": None}
         self._ref_values: list[float] | None = None  # the stored reference, as last sent
-        self._server_has_ref = False
         self._last_alpha: torch.Tensor | None = None
         self._last_image: torch.Tensor | None = None
-        self._seq = 0
-        self.inflight = max(1, int(inflight))  # frames sent and not yet answered, at most (2+: output lags)
-        self._queue: deque = deque()  # (seq, spec) of the frames in flight, oldest first
-        self._sent: dict[int, tuple[float, int]] = {}  # seq → (send time, bytes) until its reply is read
-        self._early: dict[int, tuple[dict, bytes]] = {}  # replies read while waiting for a later one
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._reconnecting: threading.Thread | None = None
-        self._fresh: tuple | None = None  # (connection, session, source ids) made by the reconnection thread
-        try:
-            self._conn, self.session, info = self._connect()
-        except _Refused as e:
-            raise UserError(str(e)) from None
-        self.info = info
+        info = self.info
         self.size = int(info["size"])
         self.basis = info["basis"]  # (D, M)
         self.checkpoint = Path(str(info.get("model", "remote")))
@@ -115,176 +95,10 @@ class RemoteAnimator:
         self.say(f"remote: animating on {self.uri} ({info.get('backend')} on {info.get('device')}, "
                  f"{self.size}², {codec} q{quality})")
 
-    # ---- connection ------------------------------------------------------------------------------------------
-    def _connect(self):
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-        from websockets.sync.client import connect
-
-        try:
-            conn = connect(self.uri, ssl=self._ssl, open_timeout=max(1.0, self.timeout), close_timeout=0.5,
-                           compression=None, max_size=16 * 1024 * 1024)
-            conn = conn.__enter__()  # long-lived: closed by close()/_lost() (websockets >= 17.1 warns otherwise)
-            tune_socket(conn.socket)  # a lost packet: a short retransmission, not a stall
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
-            raise _Refused(f"cannot reach the lia-live server at {self.uri}: {e}") from None
-        try:
-            conn.send(pack({"t": "hello", "v": 1, "token": self.token, "codec": self.codec,
-                            "quality": self.quality}))
-            header, payload = unpack(conn.recv(timeout=max(1.0, self.timeout)))
-        except ConnectionClosed as e:
-            code = e.rcvd.code if e.rcvd is not None else None
-            raise _Refused(close_reason(self.uri, code)) from None
-        except (OSError, TimeoutError, ProtocolError) as e:
-            conn.close()
-            raise _Refused(f"the lia-live server at {self.uri} did not answer: {e}") from None
-        if header["t"] != "welcome":
-            conn.close()
-            raise _Refused(close_reason(self.uri, TOKEN_CLOSE if header.get("code") == "token" else None))
-        try:
-            m, d = int(header["motion_dim"]), int(header["latent_dim"])
-            header["basis"] = torch.from_numpy(np.frombuffer(payload, np.float32).copy().reshape(d, m))
-            int(header["size"])
-        except (KeyError, TypeError, ValueError):
-            conn.close()
-            raise _Refused(f"{self.uri} answered, but not as a lia-live server") from None
-        return conn, str(header["session"]), header
-
-    def close(self) -> None:
-        self._closed.set()
-        if self._reconnecting is not None:
-            self._reconnecting.join(timeout=10)
-        with self._lock:
-            conn, self._conn = self._conn, None
-            fresh, self._fresh = self._fresh, None
-        for c in (conn, fresh[0] if fresh else None):
-            if c is not None:
-                c.close()
-
-    def _send(self, header: dict, payload: bytes = b"") -> int | None:
-        """Send one request on the current connection; its sequence number, or None (and reconnection)."""
-        from websockets.exceptions import ConnectionClosed
-
-        conn = self._conn
-        if conn is None:
-            return None
-        self._seq += 1
-        message = pack({**header, "session": self.session, "seq": self._seq}, payload)
-        t0 = time.perf_counter()  # before the send: on a busy machine the server may start (and finish) first
-        try:
-            conn.send(message)
-        except (ConnectionClosed, OSError) as e:
-            self._lost(e)
-            return None
-        self._sent[self._seq] = (t0, len(message))
-        return self._seq
-
-    def _receive(self, seq: int) -> tuple[dict, bytes] | None:
-        """The reply to request ``seq`` (replies come in order; earlier ones are kept for their callers)."""
-        from websockets.exceptions import ConnectionClosed
-
-        conn = self._conn
-        while seq not in self._early:
-            if conn is None or seq not in self._sent:
-                return None
-            try:
-                raw = conn.recv(timeout=self.timeout)
-                reply, data = unpack(raw)
-            except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as e:
-                self._lost(e)
-                return None
-            got = reply.get("seq")
-            if got not in self._sent:
-                continue
-            t0, sent = self._sent.pop(got)
-            self._account(time.perf_counter() - t0, float(reply.get("server_ms", 0.0)) / 1e3, sent, len(raw))
-            self._early[got] = (reply, data)
-        return self._early.pop(seq)
-
-    def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes] | None:
-        """One round trip (after the replies of any frames still in flight)."""
-        seq = self._send(header, payload)
-        return None if seq is None else self._receive(seq)
-
-    def _account(self, rtt: float, server: float, sent: int, received: int) -> None:
-        self.rtt_ms.append(rtt * 1e3)
-        self.server_ms.append(server * 1e3)
-        self.round_trips += 1
-        self.bytes_sent += sent
-        self.bytes_received += received
-        if self.timer is not None:
-            self.timer.add("rtt", rtt)
-            self.timer.add("server", server)
-
-    def attach_timer(self, timer) -> None:
-        """Report each round trip and the server's time for it into the live loop's StageTimer."""
-        self.timer = timer
-
-    def _lost(self, why: BaseException) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is None:
-                return
-        conn.close()
+    def _forget_all(self) -> None:
+        super()._forget_all()
         self._queue.clear()
-        self._sent.clear()
-        self._early.clear()
-        reason = f"{type(why).__name__}: {why}" if str(why) else type(why).__name__
-        self.say(f"remote: lost the server at {self.uri} ({reason}); holding the last frame and reconnecting")
-        if not self._closed.is_set() and (self._reconnecting is None or not self._reconnecting.is_alive()):
-            self._reconnecting = threading.Thread(target=self._reconnect, name="remote-reconnect", daemon=True)
-            self._reconnecting.start()
-
-    def _reconnect(self) -> None:
-        said: set[str] = set()
-        while not self._closed.wait(RETRY_SECONDS):
-            try:
-                conn, session, info = self._connect()
-                if (int(info["size"]), tuple(info["basis"].shape)) != (self.size, tuple(self.basis.shape)):
-                    conn.close()
-                    raise _Refused(f"the server at {self.uri} came back with another model; restart lia-live")
-                ids = [self._upload(conn, session, src.crop)[0] for src in list(self._sources)]
-            except _Refused as e:
-                if str(e) not in said and "cannot reach" not in str(e):
-                    said.add(str(e))
-                    self.say(f"remote: {e}")
-                continue
-            with self._lock:
-                self._fresh = (conn, session, ids)
-            self.say(f"remote: the server at {self.uri} is back; animating again")
-            return
-
-    def _adopt(self) -> None:
-        """Take over a connection the reconnection thread made (in the model thread, before a request is built,
-        so source ids and the stored reference always belong to the connection they are sent on)."""
-        with self._lock:
-            fresh, self._fresh = self._fresh, None
-        if fresh is None:
-            return
-        conn, session, ids = fresh
-        try:
-            for i, src in enumerate(self._sources):
-                if i < len(ids):
-                    src.id = ids[i]
-                else:  # added while the server was away
-                    src.id, src.alpha = self._upload(conn, session, src.crop)
-        except _Refused as e:
-            self._conn = conn
-            self._lost(e)
-            return
-        self._conn, self.session, self._server_has_ref = conn, session, False
-        self.reconnects += 1
-
-    def _upload(self, conn, session: str, crop: np.ndarray) -> tuple[int, torch.Tensor]:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            conn.send(pack({"t": "source", "session": session}, encode_image(crop, "png")))
-            header, _ = unpack(conn.recv(timeout=max(5.0, self.timeout)))
-        except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as e:
-            raise _Refused(f"the server at {self.uri} failed while receiving a portrait: {e}") from None
-        if header["t"] != "source":
-            raise _Refused(f"the server at {self.uri} refused a portrait")
-        return int(header["id"]), torch.tensor([header["alpha"]], dtype=torch.float32)
+        self._tickets.clear()
 
     # ---- the Animator interface ------------------------------------------------------------------------------
     @property
@@ -300,12 +114,13 @@ class RemoteAnimator:
         crop = np.ascontiguousarray(resize(check_rgb(image, "source image"), self.size))
         self._adopt()
         src = RemoteSource(crop, torch.zeros(1, self.basis.shape[1]))
-        conn = self._conn
-        if conn is not None:
-            try:
-                src.id, src.alpha = self._upload(conn, self.session, crop)
-            except _Refused as e:
-                self._lost(e)
+        try:
+            got = self._upload_here(crop)
+        except Refused as e:
+            self._lost(e)
+            got = None
+        if got is not None:
+            src.id, src.alpha = got
         self._sources.append(src)
         self._current = src
         if self._last_image is None:
@@ -328,6 +143,59 @@ class RemoteAnimator:
     def relative(self) -> bool:
         return self.alpha_ref is not None
 
+    def prefetch(self, img: torch.Tensor, ahead: int = 1) -> None:
+        """Send a face crop (1, 3, S, S) ahead, from the thread that cut it; :meth:`motion` with the same tensor
+        then only collects its reply. Nothing is sent while ``ahead`` crops wait unclaimed, with 2+ frames in
+        flight (``inflight``: that mode lags instead), or before a portrait is set."""
+        src = self._current
+        self._order += 1  # the tracking thread is the only caller
+        order = self._order
+        with self._io:
+            self._cuts.append((img, order))
+            if self.inflight > 1 or src is None or len(self._tickets) >= ahead:
+                return
+            self._adopt()
+            if src.id is None:
+                return
+            seq, plan = self._send_crop(img, src)
+            if seq is not None:
+                self._tickets.append(_Ticket(img, seq, self._gen, plan, src, order))
+
+    def _send_crop(self, img: torch.Tensor, src: RemoteSource) -> tuple[int | None, dict]:
+        """Send one face crop with the current plan (and the stored reference if the server lacks it)."""
+        data = encode_image(to_uint8(img), self.codec, self.quality)  # before taking the lock
+        with self._io:
+            plan = self._spec
+            header: dict = {"t": "step", "source": src.id, "render": plan}
+            if plan["ref"] == STORED and not self._server_has_ref:
+                header["set_ref"] = self._ref_values
+            seq = self._send(header, data)
+            if seq is not None and "set_ref" in header:
+                self._server_has_ref = True
+            return seq, plan
+
+    def _claim(self, img: torch.Tensor) -> _Ticket | None:
+        """The ticket of ``img`` if it was sent ahead on this connection; else the newest crop sent ahead of an
+        earlier frame that the live loop dropped (its result stands in for this frame's: it is ready sooner).
+        Crops of earlier frames are forgotten; those of later frames wait for their own."""
+        with self._io:
+            order = next((o for t, o in reversed(self._cuts) if t is img), None)
+            if order is None:  # not a crop the tracking thread cut (a reference frame): sent on its own
+                return None
+            tickets, gen = list(self._tickets), self._gen
+            mine = next((t for t in tickets if t.image is img), None)
+            if mine is None:
+                earlier = [t for t in tickets if t.order < order]
+                mine = earlier[-1] if earlier else None
+            self._tickets = deque(t for t in tickets if t.order > order)
+        for t in tickets:
+            if t.order <= order and t is not mine:
+                self._forget(t.seq)
+        if mine is not None and mine.gen != gen:  # sent on a connection lost since
+            self._forget(mine.seq)
+            return None
+        return mine
+
     def motion(self, img: torch.Tensor) -> torch.Tensor | None:
         """α (1, M) of a face crop (1, 3, S, S) in [-1, 1]; the crop is also animated with the last plan.
 
@@ -337,26 +205,32 @@ class RemoteAnimator:
         src = self.require_source()
         self._adopt()
         self._pending = None
-        header: dict = {"t": "step", "source": src.id, "render": self._spec}
-        if self._spec["ref"] == STORED and not self._server_has_ref:
-            header["set_ref"] = self._ref_values
-        seq = self._send(header, encode_image(to_uint8(img), self.codec, self.quality)) \
-            if src.id is not None else None
+        if self.inflight == 1:
+            ticket = self._claim(img)
+            if ticket is not None:
+                return self._collect(ticket.seq, ticket.plan, ticket.source)
+        if src.id is None:
+            return self._held_alpha()
+        seq, plan = self._send_crop(img, src)
         if seq is None:
             return self._held_alpha()
-        self._server_has_ref = self._server_has_ref or "set_ref" in header
-        self._queue.append((seq, self._spec))
+        if self.inflight == 1:
+            return self._collect(seq, plan, src)
+        self._queue.append((seq, plan))
         if len(self._queue) < self.inflight:  # filling the pipe: no motion yet (as if no face), the last picture
             self._pending = _Pending(torch.zeros(0), {}, self._held_image(), hold=True)
             return None
-        oldest, spec = self._queue.popleft()
-        got = self._receive(oldest)
+        oldest, plan = self._queue.popleft()
+        return self._collect(oldest, plan, src)
+
+    def _collect(self, seq: int, plan: dict, src: RemoteSource) -> torch.Tensor:
+        got = self._receive(seq)
         if got is None:
             return self._held_alpha()
         reply, data = got
         alpha = torch.tensor([reply["alpha"]], dtype=torch.float32)
         image = to_model(decode_image(data, self.size)) if data else None
-        self._pending = _Pending(alpha, spec, image)
+        self._pending = _Pending(alpha, plan, image, source=src)
         self._last_alpha = alpha
         return alpha
 
@@ -372,7 +246,8 @@ class RemoteAnimator:
             assert pending.image is not None
             return pending.image
         plan, set_ref = self._describe(alpha, ref, power, offset, None if pending is None else pending.alpha)
-        if pending is not None and pending.image is not None and plan == pending.plan and set_ref is None:
+        if pending is not None and pending.image is not None and plan == pending.plan and set_ref is None \
+                and pending.source is src:
             self._spec = plan
             return self._keep(pending.image)
         explicit = {**plan, "alpha": None if alpha is None else floats(alpha),
@@ -380,13 +255,16 @@ class RemoteAnimator:
         header: dict = {"t": "step", "source": src.id, "render": explicit}
         if set_ref is not None:
             header["set_ref"] = set_ref
-        got = self._request(header) if src.id is not None else None
+        with self._io:  # the stored reference and the plan change together with what the server was sent
+            seq = self._send(header) if src.id is not None else None
+            if seq is not None:
+                if set_ref is not None:
+                    self._ref_values, self._server_has_ref = set_ref, True
+                self._spec = {**plan, "alpha": FRAME}
+        got = None if seq is None else self._receive(seq)
         if got is None:
             self.held_frames += 1
             return self._held_image()
-        if set_ref is not None:
-            self._ref_values, self._server_has_ref = set_ref, True
-        self._spec = {**plan, "alpha": FRAME}
         return self._keep(to_model(decode_image(got[1], self.size)))
 
     def step(self, frame: np.ndarray) -> np.ndarray:
@@ -424,24 +302,3 @@ class RemoteAnimator:
     def _held_image(self) -> torch.Tensor:
         assert self._last_image is not None
         return self._last_image
-
-    def stats(self) -> dict:
-        """Recent round-trip and server times (ms), round trips, reconnections, frames held while away."""
-        rtt, srv = list(self.rtt_ms), list(self.server_ms)
-        return {"rtt_ms": round(sum(rtt) / len(rtt), 3) if rtt else None,
-                "server_ms": round(sum(srv) / len(srv), 3) if srv else None,
-                "round_trips": self.round_trips, "reconnects": self.reconnects, "held_frames": self.held_frames,
-                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
-                "connected": self._conn is not None or self._fresh is not None}
-
-    def line(self) -> str:
-        s = self.stats()
-        if not s["connected"]:
-            return "remote: server lost, holding the last frame"
-        if s["rtt_ms"] is None:
-            return "remote: connected"
-        return f"remote: rtt {s['rtt_ms']:.1f} ms | server {s['server_ms']:.1f} ms"
-
-
-class _Refused(Exception):
-    pass

@@ -238,11 +238,14 @@ class RemoteServer:
         if kind == "source":
             if s.next_source >= self.cfg.max_sources:
                 raise ProtocolError(f"more than {self.cfg.max_sources} source portraits")
+            seq = header.get("seq")  # echoed: a client with frames in flight matches the reply by it
+            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+                raise ProtocolError("source with a bad sequence number")
             job = Job(s, "source", decode_image(payload, size), source=s.next_source)
             s.next_source += 1
             if s.source is None:
                 s.source = job.source
-            return self.worker.submit(job), _source_reply
+            return self.worker.submit(job), lambda res: _source_reply(res, seq)
         if kind != "step":
             raise ProtocolError(f"unknown message type {kind!r}")
         seq = header.get("seq")
@@ -295,9 +298,9 @@ class RemoteServer:
                     vector(render.get("offset"), "offset", m), s.source, s.ref)
 
 
-def _source_reply(result: tuple[int, Any]) -> bytes:
+def _source_reply(result: tuple[int, Any], seq: int | None) -> bytes:
     sid, state = result
-    return pack({"t": "source", "id": sid, "alpha": floats(state.alpha)})
+    return pack({"t": "source", "seq": seq, "id": sid, "alpha": floats(state.alpha)})
 
 
 def _peer(ws) -> str:

@@ -170,7 +170,7 @@ class ModelWorker:
         alphas: dict[int, torch.Tensor] = {}
         host: dict[int, torch.Tensor] = {}
         if moving:
-            x = torch.cat([to_model(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
+            x = _stack([to_model(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
             a = self.anim.motion(x)  # (B, M)
             a_host = a.float().cpu()  # one copy for the replies; the latents use the device's
             alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
@@ -183,8 +183,9 @@ class ModelWorker:
                 latent, src = self._latent(j, alphas.get(id(j)))
                 latents.append(latent)
                 feats.append(src.feats)
-            levels = [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
-            out = self.anim.backend.synthesize(torch.cat(latents), levels).float().cpu()  # (B, 3, S, S): one copy
+            # one client: its portrait's features as they are (stacking copies ~2 MB per step for the demo model)
+            levels = feats[0] if len(feats) == 1 else [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
+            out = self.anim.backend.synthesize(_stack(latents), levels).float().cpu()  # (B, 3, S, S): one copy
             images = {id(j): to_uint8(out[i:i + 1]) for i, j in enumerate(drawn)}
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
@@ -215,3 +216,7 @@ class ModelWorker:
         self.anim.source = src
         return self.anim.latent(a, ref, plan.power, off), src  # (1, D)
 
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along the batch (a single part as it is: no copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
