@@ -220,9 +220,10 @@ def test_netem_40ms_rtt_1pct_loss(netem, astronaut, tmp_path):
     lost reply waits for a retransmission timeout (~65 ms with lia_live/remote/tcp.py; 200+ ms without).
     Measured on 2 busy cores (load 3.4-5.5): max gap 177-178 ms, 55-59 frames, round trip 77-99 ms.
 
-    Wall time on purpose, so a CPU starved by other jobs (round trip over 100 ms: the server's step then takes
-    45-130 ms instead of ~25) stretches the gaps whatever the network does: such a run is repeated, at most
-    twice; a run that is not starved, and the last one, must meet every target."""
+    Wall time on purpose, so a CPU starved by other jobs stretches the gaps whatever the network does: a run
+    whose mean round trip passes 90 ms (75-80 ms at moderate load; the server's step then takes 33-130 ms
+    instead of ~25) is repeated, at most twice; a run that is not starved, and the last one, must meet every
+    target."""
     from lia_live.model.checkpoint import save_generator
 
     face = portraits(astronaut)[0]
@@ -232,7 +233,7 @@ def test_netem_40ms_rtt_1pct_loss(netem, astronaut, tmp_path):
     for attempt in range(3):
         m = _lossy_run(netem, png, ckpt, face)
         print(f"netem run {attempt + 1}: {m}")
-        if _meets_targets(m) or m["rtt"] <= 100.0:
+        if _meets_targets(m) or m["rtt"] <= 90.0:
             break
     assert m["frames"] == m["collected"] >= 40 and m["rtt"] >= 40.0, m
     assert m["latency"] <= m["rtt"] + 2 * 1000 / 15, m  # capture → display: the round trip + 2 frames at most
