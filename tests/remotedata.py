@@ -249,7 +249,7 @@ def netem_link(delay: float = 0.020, loss: float = 0.01, seed: int = 1, name: st
     import sys
 
     k = os.getpid() % 16384
-    name = name or f"lq{k}"
+    name = name or f"lq{os.getpid()}"  # + "a"/"b": at most 15 characters, a device name's limit
     here, there = (f"10.232.{k >> 6}.{(k & 63) * 4 + i}" for i in (1, 2))  # a /30 of its own
     with netns_link(name, subnet=(here, there)) as ns:
         iptables = shutil.which("iptables")

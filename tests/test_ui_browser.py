@@ -7,6 +7,7 @@ Without Chromium or Playwright these tests are skipped on a developer's machine,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,27 +88,32 @@ def media(tmp_path_factory, astronaut):
 
 
 @pytest.fixture(scope="module")
-def panel(media, tmp_path_factory):
+def pw():
+    """Playwright, once for the module (its sync API cannot be started twice at a time)."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    home = tmp_path_factory.mktemp("home")
+    with sync_playwright() as p:
+        yield p
+
+
+@contextlib.contextmanager
+def launched(pw, home: Path, *argv: str):
+    """``lia-live ui ARGV --no-vcam --no-browser --port 0`` in a subprocess and its page in headless Chromium."""
     env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
            "XDG_VIDEOS_DIR": str(home / "videos"), "PYTHONUNBUFFERED": "1"}
     stderr = home / "stderr.txt"
     with open(stderr, "w") as err:
-        argv = ["ui", "--source", str(media / "portrait.png"), "--driving", str(media / "clip.mp4"), "--no-vcam",
-                "--no-browser", "--port", "0", "--backend", "eager", "--stats-every", "0"]
+        argv = ("ui", *argv, "--no-vcam", "--no-browser", "--port", "0", "--stats-every", "0")
         proc = subprocess.Popen([sys.executable, "-m", "lia_live.cli.live", *argv], stdout=subprocess.PIPE, stderr=err,
                                 text=True, env=env)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
-    pw = browser = None
+    browser = None
     try:
         m = _wait("the URL line", lambda: next((URL_LINE.match(s.strip()) for s in lines), None) or
                   (proc.poll() is not None and pytest.fail(f"lia-live ui exited: {stderr.read_text()}")), 120)
-        pw = sync_playwright().start()
         browser = pw.chromium.launch_persistent_context(str(home / "chromium-profile"), executable_path=CHROMIUM,
                                                         headless=True, args=ARGS,
                                                         viewport={"width": 1280, "height": 900})
@@ -117,8 +123,6 @@ def panel(media, tmp_path_factory):
     finally:
         if browser is not None:
             browser.close()
-        if pw is not None:
-            pw.stop()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -126,6 +130,13 @@ def panel(media, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def panel(media, pw, tmp_path_factory):
+    with launched(pw, tmp_path_factory.mktemp("home"), "--source", str(media / "portrait.png"), "--driving",
+                  str(media / "clip.mp4"), "--backend", "eager") as p:
+        yield p
 
 
 def _canvas(page) -> np.ndarray:
@@ -298,3 +309,26 @@ def test_no_source_yet_then_upload_start_and_sigterm(media, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_remote_mode_panel(media, pw, tmp_path):
+    """`lia-live ui --remote`: the model runs on a `lia-live serve` server (in this process, a tiny model); the
+    page works the same: the preview moves, the round trip and the server's time are among the stage times,
+    and the power slider reaches the controller."""
+    from remotedata import TOKEN, address, serving, tiny_generator
+
+    with serving(tiny_generator()) as server, launched(
+            pw, tmp_path, "--source", str(media / "portrait.png"), "--driving", str(media / "clip.mp4"),
+            "--remote", address(server), "--remote-token", TOKEN) as p:
+        page = p.page
+        _wait("the preview", lambda: _seq(page) >= 0, 60)
+        first_seq, first = _seq(page), _tile(page, "animated")
+        _wait("newer frames", lambda: _seq(page) >= first_seq + 5)
+        later = _tile(page, "animated")
+        assert np.abs(first.astype(int) - later.astype(int)).mean() > 1.0  # the served animation moves
+        _wait("the round trip in the stage table", lambda: "rtt" in page.inner_text("#stages")
+              and "server" in page.inner_text("#stages"))
+        assert p.state()["stats"]["stage_ms"]["rtt"] > 0
+        page.locator("#power").fill("0.5")
+        _wait("the controller's power", lambda: p.state()["state"]["power"] == 0.5)
+        assert f"cpu on ws://{address(server)}" in page.inner_text("#info") and len(server.sessions) == 1

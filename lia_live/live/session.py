@@ -178,7 +178,10 @@ def animator_info(anim) -> dict[str, str]:
         return {"backend": backend.name, "device": str(anim.device), "precision": backend.precision,
                 "model": str(anim.checkpoint) if anim.checkpoint is not None else "(in memory)"}
     remote = getattr(anim, "info", None) or {}
-    return {k: str(remote.get(k, "")) for k in ("backend", "device", "precision", "model")}
+    info = {k: str(remote.get(k, "")) for k in ("backend", "device", "precision", "model")}
+    if getattr(anim, "uri", None):
+        info["device"] = f"{info['device']} on {anim.uri}"  # where the model runs: the panel shows it
+    return info
 
 
 def finish_run(cfg: LiveConfig, stages: LiveStages) -> dict:
