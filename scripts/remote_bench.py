@@ -18,6 +18,7 @@ Parts (``--only`` picks some; JSON on stdout, progress on stderr):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -108,6 +109,16 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def run_once(args, frames, anim, paced: float | None) -> dict:
+    """One live run; a remote one with the client's torch threads as ``lia-live --remote`` sets them."""
+    from lia_live.remote import RemoteAnimator
+    from lia_live.remote.session import client_threads
+
+    threads = client_threads(None) if isinstance(anim, RemoteAnimator) else contextlib.nullcontext()
+    with threads:
+        return _run_once(args, frames, anim, paced)
+
+
+def _run_once(args, frames, anim, paced: float | None) -> dict:
     from lia_live.capture.base import IterableCapture
     from lia_live.live import LiveConfig, run_live
 

@@ -568,3 +568,24 @@ def test_cli_remote_with_the_token_from_the_environment(gen, faces, portrait_png
     assert stats["frames"] == 6 and set(stats["remote_ms_mean"]) == {"rtt", "server"}
     assert len(list((tmp_path / "o").glob("*.png"))) == 6
     assert "round trips, 0 reconnections, 0 frames held" in capsys.readouterr().err
+
+
+def test_a_remote_client_runs_torch_on_one_thread_unless_told(gen, faces, portrait_png, monkeypatch):
+    """The client runs no model: one torch thread (no OpenMP pool spinning beside the tracker), ``--threads``
+    when given; the caller's setting is back afterwards."""
+    from lia_live.remote import RemoteConfig, run_remote
+
+    monkeypatch.setenv("LIA_REMOTE_TOKEN", TOKEN)
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with serving(gen) as server:
+            for threads in (None, 2):
+                cfg = _cfg(portrait_png).replace(model={"threads": threads})
+                run_remote(cfg, RemoteConfig(remote=address(server)),
+                           run=lambda c, animator: seen.append(torch.get_num_threads()) or {})
+                seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 3, 2, 3]
