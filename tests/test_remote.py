@@ -489,12 +489,12 @@ def test_the_server_reads_requests_ahead_each_with_its_own_state(gen, faces):
         client = next(iter(server.sessions))
         steps, seen = server.worker._steps, []
 
-        def held_back(jobs, began):  # the model thread: wait until the reader has read (and stored) the second ref
+        def held_back(jobs):  # the model thread: wait until the reader has read (and stored) the second ref
             deadline = time.monotonic() + 10
             while client.ref is not None and not torch.equal(client.ref, refs[1]) and time.monotonic() < deadline:
                 time.sleep(0.01)
             seen.append(None if client.ref is None else client.ref.clone())
-            steps(jobs, began)
+            steps(jobs)
 
         server.worker._steps = held_back
         portrait = resize(faces[1], 64)  # as RemoteAnimator.set_source sends it

@@ -55,6 +55,7 @@ class Session:
     codec: str = "jpeg"  # how this client's results are sent back
     quality: int = 90
     failed: str | None = None  # why the server dropped it (a model step that raised)
+    last_done: float = 0.0  # when its last step was done (the model thread)
 
 
 @dataclass
@@ -144,14 +145,13 @@ class ModelWorker:
             job = self._next(None)
             if job is None:
                 return
-            began = time.perf_counter()  # a client's next request may have waited for its last: not its time
             jobs = self._gather(job) if job.kind == "step" and self.window > 0 else [job]
             try:
                 with torch.inference_mode():
                     if job.kind == "source":
                         job.future.set_result(self._source(job))
                     else:
-                        self._steps(jobs, began)
+                        self._steps(jobs)
             except Exception as e:  # noqa: BLE001 - reported to each waiting client's handler, never lost
                 for j in jobs:
                     if not j.future.done():
@@ -163,7 +163,7 @@ class ModelWorker:
         job.session.sources[job.source] = state
         return job.source, state
 
-    def _steps(self, jobs: list[Job], began: float) -> None:
+    def _steps(self, jobs: list[Job]) -> None:
         dev = self.anim.device
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
@@ -188,8 +188,9 @@ class ModelWorker:
             images = {id(j): out[i:i + 1] for i, j in enumerate(drawn)}
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
-        for j in jobs:
-            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - max(j.t0, began), len(jobs)))
+        for j in jobs:  # a request read ahead waited for its client's previous one: that wait is the previous one's
+            start, j.session.last_done = max(j.t0, j.session.last_done), done
+            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - start, len(jobs)))
 
     def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
         s, plan = job.session, job.plan
