@@ -37,6 +37,8 @@ from .protocol import (
     floats,
     number,
     pack,
+    to_model,
+    to_uint8,
     unpack,
     vector,
 )
@@ -241,7 +243,7 @@ class RemoteServer:
             seq = header.get("seq")  # echoed: a client with frames in flight matches the reply by it
             if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
                 raise ProtocolError("source with a bad sequence number")
-            job = Job(s, "source", decode_image(payload, size), source=s.next_source)
+            job = Job(s, "source", to_model(decode_image(payload, size)), source=s.next_source)
             s.next_source += 1
             if s.source is None:
                 s.source = job.source
@@ -252,7 +254,7 @@ class RemoteServer:
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise ProtocolError("step without a sequence number")
         self._select(s, header)
-        crop = decode_image(payload, size) if payload else None
+        crop = to_model(decode_image(payload, size)) if payload else None  # here: the model thread only runs the model
         plan = self._plan(s, header.get("render"), crop is not None)
         if crop is None and plan is None:
             raise ProtocolError("empty step (no crop and nothing to render)")
@@ -260,7 +262,7 @@ class RemoteServer:
         def reply(res) -> bytes:
             head = {"t": "result", "seq": seq, "alpha": None if res.alpha is None else floats(res.alpha),
                     "server_ms": round(res.server_s * 1e3, 3), "batch": res.batch}
-            return pack(head, b"" if res.image is None else encode_image(res.image, s.codec, s.quality))
+            return pack(head, b"" if res.image is None else encode_image(to_uint8(res.image), s.codec, s.quality))
 
         return self.worker.submit(Job(s, "step", crop, plan)), reply
 
