@@ -216,9 +216,9 @@ def test_netem_40ms_rtt_1pct_loss(netem, astronaut, tmp_path):
     streamed, animated frames kept coming after the last loss, with no reconnection and no held frame.
 
     The seeded 1 % loss drops, for seed 2, the 37th, 48th, 83rd, 103rd and 111th packets the server sends and
-    the 55th and 127th it receives: ~2 % of the ~180 packets each way of a 4 s run, a hard sample of 1 %. Each
-    lost reply waits for a retransmission timeout (~65 ms with lia_live/remote/tcp.py; 200+ ms without).
-    Measured on 2 busy cores (load 3.4-5.5): max gap 177-178 ms, 55-59 frames, round trip 77-99 ms.
+    the 55th and 127th it receives: ~2 % of the ~190 packets each way of a 4 s run, a hard sample of 1 %. A
+    lost reply tail waits for Linux's tail-loss probe (~2 RTT); see scripts/netem_bench.py and docs/remote.md.
+    Measured on 2 busy cores: max gap 169-179 ms at load ~2, 176-200 ms at load 3.4-7.7; 55-59 frames.
 
     Wall time on purpose, so a CPU starved by other jobs stretches the gaps whatever the network does: a run
     whose mean round trip passes 90 ms (75-80 ms at moderate load; the server's step then takes 33-130 ms

@@ -77,7 +77,7 @@ class Link:
             conn = connect(self.uri, ssl=self._ssl, open_timeout=max(1.0, self.timeout), close_timeout=0.5,
                            compression=None, max_size=16 * 1024 * 1024)
             conn = conn.__enter__()  # long-lived: closed by close()/_lost() (websockets >= 17.1 warns otherwise)
-            tune_socket(conn.socket)  # a lost packet: a short retransmission, not a stall
+            tune_socket(conn.socket)  # shorter TCP timeouts when a repair is lost (tcp.py)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
             raise Refused(f"cannot reach the lia-live server at {self.uri}: {e}") from None
         try:

@@ -140,7 +140,7 @@ class RemoteServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = _peer(ws)
-        tune_socket(ws.transport.get_extra_info("socket"))  # a lost packet: a short retransmission, not a stall
+        tune_socket(ws.transport.get_extra_info("socket"))  # shorter TCP timeouts when a repair is lost (tcp.py)
         if self.connections >= self.cfg.max_clients:  # connections that have not said hello yet count too
             log(f"refused {peer}: the server already has its maximum of {self.cfg.max_clients} clients")
             await ws.close(FULL_CLOSE, "server full")
