@@ -589,3 +589,21 @@ def test_a_remote_client_runs_torch_on_one_thread_unless_told(gen, faces, portra
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 3, 2, 3]
+
+
+@pytest.mark.parametrize("device,backend,want", [("cpu", "onnxruntime", 1), ("cpu", "tensorrt", 1),
+                                                 ("cuda", "eager", 1), ("cpu", "eager", 3)])
+def test_serve_runs_torch_on_one_thread_when_torch_does_not_run_the_model(device, backend, want):
+    """``lia-live serve`` after loading the model: one torch thread unless a CPU backend runs the model in torch
+    (no OpenMP pool spinning beside onnxruntime's own threads or a GPU's work)."""
+    from types import SimpleNamespace
+
+    from lia_live.remote.server import settle_threads
+
+    anim = SimpleNamespace(device=torch.device(device), backend=SimpleNamespace(name=backend))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert settle_threads(anim) == want == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -72,7 +72,7 @@ class RemoteAnimator(Link):
         self.inflight = max(1, int(inflight))  # frames sent and not yet answered, at most (2+: output lags)
         self._queue: deque = deque()  # (seq, spec) of the frames in flight, oldest first (inflight 2+)
         self._tickets: deque[_Ticket] = deque()  # crops sent ahead, oldest first
-        self._cuts: deque = deque(maxlen=16)  # (crop, order) of the last crops prefetch() was given
+        self._cuts: deque = deque(maxlen=8)  # (crop, order) of the last crops prefetch() was given
         self._order = 0
         self.sent_ahead = 0  # frames whose crop had been sent ahead (prefetch) when the model stage asked
         try:
