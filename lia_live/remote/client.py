@@ -156,10 +156,10 @@ class RemoteAnimator(Link):
         order = self._order
         with self._io:
             self._cuts.append((img, order))
-            if self.inflight > 1 or src is None or len(self._tickets) >= ahead:
-                return
-            self._adopt()
-            if src.id is None:
+            # a new connection waiting: the model stage adopts it between two of its own requests (a request it is
+            # building must not change connection under it), so nothing is sent ahead until then
+            if self.inflight > 1 or src is None or len(self._tickets) >= ahead or self._fresh is not None \
+                    or src.id is None:
                 return
             seq, plan = self._send_crop(img, src)
             if seq is not None:

@@ -2,8 +2,9 @@
 and reconnection (the network half of :class:`~lia_live.remote.client.RemoteAnimator`).
 
 Two threads may send (the live loop's tracking thread sends face crops ahead, the model thread everything
-else: :attr:`Link._io` serialises them); only the model thread receives. Replies come in request order; a reply
-that is read while waiting for a later one is kept for its caller, one nobody wants any more is dropped.
+else: :attr:`Link._io` serialises them); only the model thread receives and adopts a new connection. Replies
+come in request order; a reply that is read while waiting for a later one is kept for its caller, one nobody
+wants any more is dropped.
 
 Loss: a send that fails or a reply later than ``timeout`` marks the server lost; the client says so once and a
 background thread reconnects (re-sending the portraits) until the server is back; the model thread adopts the
