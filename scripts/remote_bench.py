@@ -7,7 +7,10 @@
 Parts (``--only`` picks some; JSON on stdout, progress on stderr):
 - ``pipeline``: the live loop (640×480 frames of a moving portrait, face tracking on) with the local animator vs
   a RemoteAnimator on loopback: steady fps as fast as frames go (file mode), and capture→send latency with frames
-  paced at ``--paced-fps`` (live mode: newest frame wins), run back to back, ``--repeat`` times, alternating;
+  paced at ``--paced-fps`` (live mode: newest frame wins), run back to back, ``--repeat`` times, alternating
+  (``--modes`` picks runs, ``--no-paced`` skips the paced ones); each run also reports the CPU time per input
+  frame of the client (this process) and of the server process (``cpu_ms_per_frame``), the load-independent
+  measure on a shared machine. The final comparison: ``--only pipeline --repeat 3`` on a quiet machine;
 - ``codecs``: PSNR of the returned crop against the local result for each codec/quality, and bytes per frame;
 - ``clients``: 4 clients (threads, own portraits) stepping as fast as they can for ``--seconds``: aggregate
   frames/s with batching (``--batch-window 8``) and without (``--batch-window 0 --max-batch 1``);
@@ -18,6 +21,7 @@ Parts (``--only`` picks some; JSON on stdout, progress on stderr):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -108,6 +112,16 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def run_once(args, frames, anim, paced: float | None) -> dict:
+    """One live run; a remote one with the client's torch threads as ``lia-live --remote`` sets them."""
+    from lia_live.remote import RemoteAnimator
+    from lia_live.remote.session import client_threads
+
+    threads = client_threads(None) if isinstance(anim, RemoteAnimator) else contextlib.nullcontext()
+    with threads:
+        return _run_once(args, frames, anim, paced)
+
+
+def _run_once(args, frames, anim, paced: float | None) -> dict:
     from lia_live.capture.base import IterableCapture
     from lia_live.live import LiveConfig, run_live
 

@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from lia_live.animator import Animator
 from lia_live.capture.base import IterableCapture
 from lia_live.errors import UserError
+from lia_live.imaging import resize
 from lia_live.live import run_live
 from lia_live.remote import RemoteAnimator
 from lia_live.remote.protocol import encode_image, pack, unpack
@@ -77,6 +78,7 @@ def test_remote_frames_match_the_local_run(gen, faces, portrait_png, codec, qual
     # one round trip per frame, plus one when the reference is taken (frame 2 switches to the stored one), plus
     # one for each crop the tracking thread had already sent ahead (at most 4, with the old plan) by then
     assert N + 1 <= s["round_trips"] <= N + 1 + 4 and s["reconnects"] == 0 and s["rtt_ms"] >= s["server_ms"] > 0
+    assert s["sent_ahead"] == N  # every crop went up from the tracking thread, claimed by its own frame
 
 
 def test_four_clients_get_their_own_portraits_batched(gen, faces):
@@ -443,6 +445,73 @@ def test_two_frames_in_flight_lag_one_frame_exactly(gen, faces, portrait_png):
     assert anim.stats()["round_trips"] == 11 + 2
 
 
+def test_a_crop_sent_ahead_stands_in_for_a_dropped_frame(gen, faces):
+    """A live camera's newest-frame hand-off may drop a frame whose crop the tracking thread already sent: the
+    next frame, not sent ahead (one crop ahead at most), takes that crop's result (ready sooner) instead of a
+    new round trip, and no reply is left behind. A crop the tracking thread never cut (a reference frame)
+    goes on its own."""
+    crops = [torch.from_numpy(f[:, 12:84]).permute(2, 0, 1)[None].float() for f in driving(faces[0], 4)]
+    crops = [torch.nn.functional.interpolate(c, size=64, mode="area").round() / 127.5 - 1 for c in crops]
+    local = Animator(gen)
+    local.set_source(faces[1])
+    with serving(gen) as server:
+        anim = RemoteAnimator(address(server), TOKEN, codec="png")
+        anim.set_source(faces[1])
+        anim.prefetch(crops[0])
+        anim.prefetch(crops[1])  # one already waits: not sent
+        a = anim.motion(crops[1])  # the model stage took frame 1 (frame 0 was dropped)
+        assert torch.equal(a, local.motion(crops[0])) and anim.stats()["sent_ahead"] == 1
+        want = local.render(local.motion(crops[0]), None, 1.0, None).clamp(-1, 1)
+        assert (anim.render(a, None, 1.0, None) - want).abs().max().item() <= 1.01 / 127.5
+        anim.prefetch(crops[2])
+        assert torch.equal(anim.motion(crops[3]), local.motion(crops[3]))  # a crop cut later: never stands in
+        assert torch.equal(anim.motion(crops[2]), local.motion(crops[2]))  # ... its reply was kept for it
+        trips = anim.stats()["round_trips"]
+        assert torch.equal(anim.motion(crops[0]), local.motion(crops[0]))  # long forgotten: sent again
+        assert anim.stats()["round_trips"] == trips + 1 == 5 and not anim._early and not anim._sent
+        anim.close()
+
+
+def test_the_server_reads_requests_ahead_each_with_its_own_state(gen, faces):
+    """Two steps sent back to back, each storing its own reference: the server reads the second while the first
+    is still queued (the model step is held back until it has: checked), yet each is rendered with the
+    reference it stored, and the replies come in order."""
+    x = torch.from_numpy(driving(faces[0], 1)[0][:, 12:84]).permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(x, size=64, mode="area").round() / 127.5 - 1
+    local = Animator(gen)
+    local.set_source(faces[1])
+    alpha = local.motion(x)
+    refs = [torch.zeros_like(alpha), alpha * 0.5]
+    with serving(gen) as server, connect(f"ws://{address(server)}") as ws:
+        ws.send(pack({"t": "hello", "token": TOKEN, "codec": "png"}))  # replies in PNG: exact
+        session = unpack(ws.recv(timeout=5))[0]["session"]
+        assert _until(lambda: len(server.sessions) == 1, 10.0)  # added just after the welcome is sent
+        client = next(iter(server.sessions))
+        steps, seen = server.worker._steps, []
+
+        def held_back(jobs):  # the model thread: wait until the reader has read (and stored) the second ref
+            deadline = time.monotonic() + 10
+            while client.ref is not None and not torch.equal(client.ref, refs[1]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(None if client.ref is None else client.ref.clone())
+            steps(jobs)
+
+        server.worker._steps = held_back
+        portrait = resize(faces[1], 64)  # as RemoteAnimator.set_source sends it
+        ws.send(pack({"t": "source", "session": session, "seq": 1}, encode_image(portrait, "png")))
+        assert unpack(ws.recv(timeout=10))[0]["seq"] == 1
+        data = encode_image(np.round((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8), "png")
+        for seq, ref in ((2, refs[0]), (3, refs[1])):
+            ws.send(pack({"t": "step", "session": session, "seq": seq, "source": 0, "set_ref": ref[0].tolist(),
+                          "render": {"alpha": "frame", "ref": "stored", "power": 1.0, "offset": None}}, data))
+        for seq, ref in ((2, refs[0]), (3, refs[1])):
+            header, payload = unpack(ws.recv(timeout=10))
+            got = cv2.cvtColor(cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            want = local.render(alpha, ref, 1.0, None).clamp(-1, 1)[0].permute(1, 2, 0).numpy()
+            assert header["seq"] == seq and np.abs(got / 127.5 - 1 - want).max() <= 1.01 / 127.5, seq
+    assert len(seen) == 2 and all(torch.equal(r, refs[1]) for r in seen)  # the session had moved on both times
+
+
 def test_images_are_checked_from_their_header_before_decoding():
     import io
 
@@ -499,3 +568,42 @@ def test_cli_remote_with_the_token_from_the_environment(gen, faces, portrait_png
     assert stats["frames"] == 6 and set(stats["remote_ms_mean"]) == {"rtt", "server"}
     assert len(list((tmp_path / "o").glob("*.png"))) == 6
     assert "round trips, 0 reconnections, 0 frames held" in capsys.readouterr().err
+
+
+def test_a_remote_client_runs_torch_on_one_thread_unless_told(gen, faces, portrait_png, monkeypatch):
+    """The client runs no model: one torch thread (no OpenMP pool spinning beside the tracker), ``--threads``
+    when given; the caller's setting is back afterwards."""
+    from lia_live.remote import RemoteConfig, run_remote
+
+    monkeypatch.setenv("LIA_REMOTE_TOKEN", TOKEN)
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with serving(gen) as server:
+            for threads in (None, 2):
+                cfg = _cfg(portrait_png).replace(model={"threads": threads})
+                run_remote(cfg, RemoteConfig(remote=address(server)),
+                           run=lambda c, animator: seen.append(torch.get_num_threads()) or {})
+                seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 3, 2, 3]
+
+
+@pytest.mark.parametrize("device,backend,want", [("cpu", "onnxruntime", 1), ("cpu", "tensorrt", 1),
+                                                 ("cuda", "eager", 1), ("cpu", "eager", 3)])
+def test_serve_runs_torch_on_one_thread_when_torch_does_not_run_the_model(device, backend, want):
+    """``lia-live serve`` after loading the model: one torch thread unless a CPU backend runs the model in torch
+    (no OpenMP pool spinning beside onnxruntime's own threads or a GPU's work)."""
+    from types import SimpleNamespace
+
+    from lia_live.remote.server import settle_threads
+
+    anim = SimpleNamespace(device=torch.device(device), backend=SimpleNamespace(name=backend))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert settle_threads(anim) == want == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -28,7 +28,7 @@ def build_parser() -> ArgumentParser:
 
 @user_errors("lia-live")
 def main(argv=None) -> int:
-    from ..remote.server import RemoteServer, new_token, serve_forever
+    from ..remote.server import RemoteServer, new_token, serve_forever, settle_threads
     from ..runtime import make_animator
     from ..templates import model_hash
 
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     token = cfg.token or os.environ.get("LIA_REMOTE_TOKEN") or new_token()
     anim = make_animator(config_from_args(ModelConfig(), a, "model"))
     model_hash(anim)
+    settle_threads(anim)  # after the backend took its own thread count
     server = RemoteServer(anim, cfg, token)
 
     def announce(host: str, port: int) -> None:

@@ -72,8 +72,9 @@ class RemoteAnimator(Link):
         self.inflight = max(1, int(inflight))  # frames sent and not yet answered, at most (2+: output lags)
         self._queue: deque = deque()  # (seq, spec) of the frames in flight, oldest first (inflight 2+)
         self._tickets: deque[_Ticket] = deque()  # crops sent ahead, oldest first
-        self._cuts: deque = deque(maxlen=16)  # (crop, order) of the last crops prefetch() was given
+        self._cuts: deque = deque(maxlen=8)  # (crop, order) of the last crops prefetch() was given
         self._order = 0
+        self.sent_ahead = 0  # frames whose crop had been sent ahead (prefetch) when the model stage asked
         try:
             super().__init__(address, token, ca=ca, codec=codec, quality=quality, timeout=timeout, say=say)
         except Refused as e:
@@ -94,6 +95,9 @@ class RemoteAnimator(Link):
         self.model_sha256 = info.get("model_sha256")
         self.say(f"remote: animating on {self.uri} ({info.get('backend')} on {info.get('device')}, "
                  f"{self.size}², {codec} q{quality})")
+
+    def stats(self) -> dict:
+        return {**super().stats(), "sent_ahead": self.sent_ahead}
 
     def _forget_all(self) -> None:
         super()._forget_all()
@@ -152,10 +156,10 @@ class RemoteAnimator(Link):
         order = self._order
         with self._io:
             self._cuts.append((img, order))
-            if self.inflight > 1 or src is None or len(self._tickets) >= ahead:
-                return
-            self._adopt()
-            if src.id is None:
+            # a new connection waiting: the model stage adopts it between two of its own requests (a request it is
+            # building must not change connection under it), so nothing is sent ahead until then
+            if self.inflight > 1 or src is None or len(self._tickets) >= ahead or self._fresh is not None \
+                    or src.id is None:
                 return
             seq, plan = self._send_crop(img, src)
             if seq is not None:
@@ -208,6 +212,7 @@ class RemoteAnimator(Link):
         if self.inflight == 1:
             ticket = self._claim(img)
             if ticket is not None:
+                self.sent_ahead += 1
                 return self._collect(ticket.seq, ticket.plan, ticket.source)
         if src.id is None:
             return self._held_alpha()

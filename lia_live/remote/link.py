@@ -2,8 +2,9 @@
 and reconnection (the network half of :class:`~lia_live.remote.client.RemoteAnimator`).
 
 Two threads may send (the live loop's tracking thread sends face crops ahead, the model thread everything
-else: :attr:`Link._io` serialises them); only the model thread receives. Replies come in request order; a reply
-that is read while waiting for a later one is kept for its caller, one nobody wants any more is dropped.
+else: :attr:`Link._io` serialises them); only the model thread receives and adopts a new connection. Replies
+come in request order; a reply that is read while waiting for a later one is kept for its caller, one nobody
+wants any more is dropped.
 
 Loss: a send that fails or a reply later than ``timeout`` marks the server lost; the client says so once and a
 background thread reconnects (re-sending the portraits) until the server is back; the model thread adopts the
@@ -77,7 +78,7 @@ class Link:
             conn = connect(self.uri, ssl=self._ssl, open_timeout=max(1.0, self.timeout), close_timeout=0.5,
                            compression=None, max_size=16 * 1024 * 1024)
             conn = conn.__enter__()  # long-lived: closed by close()/_lost() (websockets >= 17.1 warns otherwise)
-            tune_socket(conn.socket)  # a lost packet: a short retransmission, not a stall
+            tune_socket(conn.socket)  # shorter TCP timeouts when a repair is lost (tcp.py)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
             raise Refused(f"cannot reach the lia-live server at {self.uri}: {e}") from None
         try:

@@ -47,6 +47,7 @@ class RemoteConfig:
     remote_quality: int = option(90, "JPEG/WebP quality of the face crops", range=(1, 100), metavar="Q")
     remote_timeout: float = option(2.0, "a reply later than this counts as a lost server (the last frame is held "
                                    "while reconnecting)", range=(0.05, 60), metavar="SECONDS")
-    remote_inflight: int = option(1, "frames on their way to the server at once: 2 keeps the server busy during "
-                                  "the round trip (more fps on a slow link), the output then one frame behind",
-                                  range=(1, 4), metavar="N")
+    remote_inflight: int = option(1, "1: each face crop is sent as soon as it is cut, so the server always has the "
+                                  "next frame and every frame shows its own animation; 2+: the model stage keeps N "
+                                  "frames in flight, the output then N-1 frames behind (a fast camera over a long "
+                                  "round trip)", range=(1, 4), metavar="N")

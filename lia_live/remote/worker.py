@@ -22,7 +22,6 @@ import torch
 from ..animator import Animator
 from ..backends import SourceState
 from ..log import log
-from .protocol import to_model, to_uint8
 
 FRAME = "frame"  # a plan's alpha/reference: this request's own crop's α
 STORED = "stored"  # a plan's reference: the one the session stored
@@ -56,13 +55,14 @@ class Session:
     codec: str = "jpeg"  # how this client's results are sent back
     quality: int = 90
     failed: str | None = None  # why the server dropped it (a model step that raised)
+    last_done: float = 0.0  # when its last step was done (the model thread)
 
 
 @dataclass
 class Job:
     session: Session
     kind: str  # "source" | "step"
-    image: np.ndarray | None  # RGB uint8 (S, S, 3)
+    image: torch.Tensor | None  # (1, 3, S, S) in [-1, 1] on the CPU (converted by the event loop's thread)
     plan: Plan | None = None
     source: int = 0  # a "source" job: the id it will have
     future: Future = field(default_factory=Future)
@@ -72,7 +72,7 @@ class Job:
 @dataclass
 class StepResult:
     alpha: torch.Tensor | None  # (1, M) on the CPU
-    image: np.ndarray | None  # RGB uint8 (S, S, 3)
+    image: torch.Tensor | None  # (1, 3, S, S) on the CPU, unclamped (to uint8 on the event loop's thread)
     server_s: float
     batch: int
 
@@ -145,14 +145,13 @@ class ModelWorker:
             job = self._next(None)
             if job is None:
                 return
-            began = time.perf_counter()  # a client's next request may have waited for its last: not its time
             jobs = self._gather(job) if job.kind == "step" and self.window > 0 else [job]
             try:
                 with torch.inference_mode():
                     if job.kind == "source":
                         job.future.set_result(self._source(job))
                     else:
-                        self._steps(jobs, began)
+                        self._steps(jobs)
             except Exception as e:  # noqa: BLE001 - reported to each waiting client's handler, never lost
                 for j in jobs:
                     if not j.future.done():
@@ -160,23 +159,23 @@ class ModelWorker:
 
     def _source(self, job: Job) -> tuple[int, SourceState]:
         assert job.image is not None
-        state = self.anim.set_source_tensor(to_model(job.image))
+        state = self.anim.set_source_tensor(job.image)
         job.session.sources[job.source] = state
         return job.source, state
 
-    def _steps(self, jobs: list[Job], began: float) -> None:
+    def _steps(self, jobs: list[Job]) -> None:
         dev = self.anim.device
         moving = [j for j in jobs if j.image is not None]
         alphas: dict[int, torch.Tensor] = {}
         host: dict[int, torch.Tensor] = {}
         if moving:
-            x = _stack([to_model(j.image) for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
+            x = _stack([j.image for j in moving if j.image is not None]).to(dev)  # (B, 3, S, S)
             a = self.anim.motion(x)  # (B, M)
             a_host = a.float().cpu()  # one copy for the replies; the latents use the device's
             alphas = {id(j): a[i:i + 1] for i, j in enumerate(moving)}
             host = {id(j): a_host[i:i + 1] for i, j in enumerate(moving)}
         drawn = [j for j in jobs if j.plan is not None]
-        images: dict[int, np.ndarray] = {}
+        images: dict[int, torch.Tensor] = {}
         if drawn:
             latents, feats = [], []
             for j in drawn:
@@ -186,11 +185,12 @@ class ModelWorker:
             # one client: its portrait's features as they are (stacking copies ~2 MB per step for the demo model)
             levels = feats[0] if len(feats) == 1 else [torch.cat([f[k] for f in feats]) for k in range(len(feats[0]))]
             out = self.anim.backend.synthesize(_stack(latents), levels).float().cpu()  # (B, 3, S, S): one copy
-            images = {id(j): to_uint8(out[i:i + 1]) for i, j in enumerate(drawn)}
+            images = {id(j): out[i:i + 1] for i, j in enumerate(drawn)}
         self.batches = self.batches[-9999:] + [len(jobs)]
         done = time.perf_counter()
-        for j in jobs:
-            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - max(j.t0, began), len(jobs)))
+        for j in jobs:  # a request read ahead waited for its client's previous one: that wait is the previous one's
+            start, j.session.last_done = max(j.t0, j.session.last_done), done
+            j.future.set_result(StepResult(host.get(id(j)), images.get(id(j)), done - start, len(jobs)))
 
     def _latent(self, job: Job, alpha: torch.Tensor | None) -> tuple[torch.Tensor, SourceState]:
         s, plan = job.session, job.plan
