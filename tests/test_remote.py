@@ -253,6 +253,40 @@ def test_silent_and_idle_clients_are_dropped(gen, faces, capsys):
     assert "said nothing for 1.5 s" in err and "sent nothing for 1.5 s" in err
 
 
+def test_a_frozen_client_does_not_hold_up_stopping_the_server(gen, capsys):
+    """A client that joined and then reads and answers nothing (a frozen laptop, a half-open connection): the
+    server stops within its close timeout (1 s), not websockets' default 10 s; a second stop does nothing."""
+    import base64
+    import os
+    import struct
+    import time
+
+    from lia_live.remote.server import CLOSE_TIMEOUT
+
+    def masked(payload: bytes) -> bytes:  # one client-to-server binary frame (clients mask theirs)
+        mask = os.urandom(4)
+        n = len(payload)
+        size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+        return b"\x82" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    with serving(gen) as server:
+        host, port = server.address
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall((f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            s.sendall(masked(pack({"t": "hello", "v": 1, "token": TOKEN, "codec": "jpeg", "quality": 90})))
+            got = b""
+            while b"welcome" not in got:  # the handshake's answer, then the welcome: joined
+                got += s.recv(65536)
+            t0 = time.perf_counter()
+            server.stop()  # the client reads nothing from here on
+            took = time.perf_counter() - t0
+        server.stop()
+    assert CLOSE_TIMEOUT <= 1.0 and took < 5.0, took  # websockets' own default would make this ≥ 10 s
+    assert "joined (1 connected)" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # two server processes start (torch import): ~10 s on 2 idle cores
 @pytest.mark.parametrize("inflight", [1, 2])
 def test_server_killed_and_restarted_mid_run(gen, faces, portrait_png, tmp_path, capsys, inflight):

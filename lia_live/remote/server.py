@@ -48,6 +48,8 @@ from .worker import FRAME, STORED, Job, ModelWorker, Plan, Session
 
 POLICY_CLOSE = 1008  # WebSocket close code: policy violation
 READ_AHEAD = 4  # requests of one client read, decoded and queued before their replies are sent (its most in flight)
+CLOSE_TIMEOUT = 1.0  # seconds a closing connection waits for the peer's close frame (websockets: 10): a frozen client
+# must not hold up Ctrl-C / SIGTERM of the server
 
 
 OWN_POOL_BACKENDS = ("onnxruntime", "tensorrt")  # backends whose model runs on their own threads, not torch's
@@ -117,7 +119,7 @@ class RemoteServer:
         async with serve(self._handle, self.cfg.host, self.cfg.port, ssl=self.ssl, compression=None,
                                     max_size=self.cfg.max_message, max_queue=2,
                                     open_timeout=self.cfg.hello_timeout, ping_interval=10, ping_timeout=20,
-                                    logger=_quiet_logger()) as server:
+                                    close_timeout=CLOSE_TIMEOUT, logger=_quiet_logger()) as server:
             host, port = server.sockets[0].getsockname()[:2]
             self.address = (host, port)
             if on_ready is not None:
@@ -145,8 +147,12 @@ class RemoteServer:
         return self.address
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Stop serving (a second call does nothing); open connections get :data:`CLOSE_TIMEOUT` to close."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop closed in between: stopped already
+                pass
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.worker.close()
