@@ -94,18 +94,31 @@ function onStatus(s) {
   showSources(st.sources || [], st.source_index || 0);
   setChecked($("vcam"), !!dev.vcam_wanted);
   setText("vcam-state", dev.vcam_device ? `on: ${dev.vcam_device}` : (dev.vcam_error || (dev.vcam_wanted ? "opening…" : "off")));
-  toggleButton("record-video", dev.recording, "Record video", "Stop recording");
+  toggleButton("record-video", dev.recording);
   setText("video-state", dev.recording ? `recording to ${dev.recording_path}` : (dev.last_recording ? `saved: ${dev.last_recording}` : ""));
-  toggleButton("record-motion", dev.motion_recording, "Record motion", "Stop motion recording");
+  toggleButton("record-motion", dev.motion_recording);
   setText("motion-state", dev.motion_recording ? `recording to ${dev.motion_recording}` : (dev.last_motion ? `saved: ${dev.last_motion}` : ""));
   setText("input-state", dev.input_error ? dev.input_error : `now: ${dev.driving || ""}`);
   setText("settings-file", s.settings_file || "");
   setText("command", s.command || "");
 }
-function toggleButton(id, on, off_label, on_label) {
+const LABELS = { "record-video": ["Record video", "Stop recording"],
+                 "record-motion": ["Record motion", "Stop motion recording"] };
+// a click shows its new state at once and the status cannot undo it until the pipeline has applied it (at its
+// next frame) or 3 s passed: otherwise a second click within a status period would repeat the first one
+const pending = {};
+function toggleButton(id, on) {
+  const p = pending[id];
+  if (p) { if (!!on === p[0] || performance.now() > p[1]) delete pending[id]; else on = p[0]; }
   const b = $(id);
   if (b.dataset.on === (on ? "1" : "") && b.textContent) return;
-  b.textContent = on ? on_label : off_label; b.classList.toggle("on", !!on); b.dataset.on = on ? "1" : "";
+  b.textContent = LABELS[id][on ? 1 : 0]; b.classList.toggle("on", !!on); b.dataset.on = on ? "1" : "";
+}
+function toggleClick(id, action) {
+  const want = !$(id).dataset.on;
+  pending[id] = [want, performance.now() + 3000];
+  toggleButton(id, want);
+  act(action, { on: want });
 }
 function drawChart() {
   const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height;
@@ -166,8 +179,8 @@ slider($("power"), (v) => act("set_power", { value: v }));
 slider($("ease"), (v) => act("set_ease", { seconds: v }));
 $("reset-offsets").onclick = (e) => { e.preventDefault(); act("reset_offsets"); };
 $("vcam").onchange = (e) => act("set_vcam", { on: e.target.checked });
-$("record-video").onclick = (e) => act("record_video", { on: !e.target.dataset.on });
-$("record-motion").onclick = (e) => act("record_motion", { on: !e.target.dataset.on });
+$("record-video").onclick = () => toggleClick("record-video", "record_video");
+$("record-motion").onclick = () => toggleClick("record-motion", "record_motion");
 $("show-command").onclick = () => { $("command").hidden = !$("command").hidden; };
 
 async function upload(file) {
