@@ -2,7 +2,7 @@
 "use strict";
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
-const panel = { state: null, seq: -1, frames: 0, latencies: [], chart: [], offsetsBuilt: 0, lastMessage: "" };
+const panel = { state: null, seq: -1, frames: 0, chart: [], offsetsBuilt: 0, lastMessage: "" };
 window.liaPanel = panel;  // for tests and the benchmark
 
 async function post(path, body, headers) {
